@@ -10,7 +10,7 @@ from pathlib import Path
 # The composite action runs this file from the action's checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batch_metrics.cli import main  # noqa: E402
+from batch_metrics.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:] or ["run"]))

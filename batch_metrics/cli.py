@@ -14,12 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batch_metrics import __version__
+from batch_metrics import TOKEN_ENV, __version__
 
 if TYPE_CHECKING:
     from batch_metrics.github import Inputs, Reporter
-
-TOKEN_ENV = "BATCH_METRICS_TOKEN"
 
 
 def _debug(env: Mapping[str, str]) -> bool:
@@ -80,7 +78,11 @@ def _run_job(
         reporter.warning(warning.message, file=warning.path or None, line=warning.line)
     try:
         payload = build_payload(
-            collection, ecosystem=inputs.ecosystem, batch_id=inputs.batch_id, started_at=inputs.started_at, env=env
+            collection,
+            ecosystem=inputs.ecosystem,
+            batch_id=inputs.batch_id,
+            started_at=inputs.started_at,
+            env=env,
         )
     except ValueError as error:
         problems.append(str(error))
@@ -106,7 +108,10 @@ def _run_job(
         status, detail = "failed", "no endpoint given: payload written, not uploaded"
         reporter.warning(detail)
     elif not token:
-        status, detail = "failed", f"no token given (input `token` or ${TOKEN_ENV}): payload written, not uploaded"
+        status, detail = (
+            "failed",
+            f"no token given (input `token` or ${TOKEN_ENV}): payload written, not uploaded",
+        )
         reporter.warning(detail)
     else:
         from batch_metrics.upload import upload
@@ -123,7 +128,9 @@ def _run_job(
         status, detail = result.status, result.message
         batch_run_id = "" if result.batch_run_id is None else str(result.batch_run_id)
         if result.status == "failed":
-            reporter.warning(f"upload failed: {detail}. Re-send later with: batch-metrics upload {payload_path}")
+            reporter.warning(
+                f"upload failed: {detail}. Re-send later with: batch-metrics upload {payload_path}"
+            )
         else:
             reporter.info(detail)
     reporter.flush_hidden()
@@ -171,11 +178,17 @@ def cmd_upload(args: argparse.Namespace) -> int:
     endpoint = args.endpoint or env.get("BATCH_METRICS_ENDPOINT", "")
     token = _read_token(args.token_file, env)
     if not endpoint or not token:
-        print(f"error: give --endpoint (or $BATCH_METRICS_ENDPOINT) and a token (${TOKEN_ENV} or --token-file)",
-              file=sys.stderr)
+        print(
+            f"error: give --endpoint (or $BATCH_METRICS_ENDPOINT) and a token (${TOKEN_ENV} or --token-file)",
+            file=sys.stderr,
+        )
         return failure
     result = upload(
-        body, endpoint=endpoint, token=token, timeout=args.timeout, retries=args.retries,
+        body,
+        endpoint=endpoint,
+        token=token,
+        timeout=args.timeout,
+        retries=args.retries,
         total_timeout=max(args.timeout * (args.retries + 1), 60.0),
         log=lambda line: print(line, file=sys.stderr),
     )
@@ -226,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--payload-path", help="where to write the payload (relative to the workspace)")
     run.add_argument("--timeout", help="seconds per HTTP attempt")
     run.add_argument("--retries", help="retries after the first attempt")
-    run.add_argument("--workspace", help="directory the globs are relative to (default: $GITHUB_WORKSPACE or cwd)")
+    run.add_argument(
+        "--workspace", help="directory the globs are relative to (default: $GITHUB_WORKSPACE or cwd)"
+    )
     run.add_argument("--token-file", help=f"file holding the token (default: ${TOKEN_ENV})")
     run.add_argument("--dry-run", action="store_true", help="write the payload, do not upload")
     run.add_argument("--fail-on-error", action="store_true", help="exit 1 on any problem instead of 0")
@@ -245,13 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the endpoint (SQLite or PostgreSQL)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--db", help="SQLite path or postgresql:// URL (default: $DATABASE_URL or ./batch-metrics.db)")
+    serve.add_argument(
+        "--db", help="SQLite path or postgresql:// URL (default: $DATABASE_URL or ./batch-metrics.db)"
+    )
     serve.add_argument("--token-file", help=f"file of accepted tokens, one per line (and/or ${TOKEN_ENV})")
     serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest accepted body, in MiB")
     serve.set_defaults(handler=cmd_serve)
 
     mig = commands.add_parser("migrate", help="create or upgrade the database schema")
-    mig.add_argument("--db", help="SQLite path or postgresql:// URL (default: $DATABASE_URL or ./batch-metrics.db)")
+    mig.add_argument(
+        "--db", help="SQLite path or postgresql:// URL (default: $DATABASE_URL or ./batch-metrics.db)"
+    )
     mig.set_defaults(handler=cmd_migrate)
 
     schema = commands.add_parser("schema", help="write the payload JSON Schema")

@@ -34,7 +34,16 @@ INPUT_DEFAULTS: dict[str, str] = {
     "payload-path": "batch-metrics-payload.json",
     "summary": "true",
 }
-OUTPUT_NAMES = ("status", "batch-run-id", "total", "passed", "failed", "skipped", "success-rate", "payload-path")
+OUTPUT_NAMES = (
+    "status",
+    "batch-run-id",
+    "total",
+    "passed",
+    "failed",
+    "skipped",
+    "success-rate",
+    "payload-path",
+)
 SUMMARY_LIMIT = 1024 * 1024 - 4096
 MAX_WARNINGS_SHOWN = 50
 _TRUE = ("true", "True", "TRUE")
@@ -68,7 +77,9 @@ def raw_input(env: Mapping[str, str], name: str) -> str:
     return INPUT_DEFAULTS[name]
 
 
-def read_inputs(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> tuple[Inputs, list[str]]:
+def read_inputs(
+    env: Mapping[str, str], overrides: Mapping[str, str] | None = None
+) -> tuple[Inputs, list[str]]:
     """Parse the inputs; a bad value falls back to its default with a message, never an exception."""
     problems: list[str] = []
     given = {name: raw_input(env, name) for name in INPUT_DEFAULTS}
@@ -87,8 +98,10 @@ def read_inputs(env: Mapping[str, str], overrides: Mapping[str, str] | None = No
         except ValueError:
             value = None
         if value is None or not low <= value <= high:
-            problems.append(f"input {name}: {given[name][:40]!r} is not a number from {low:g} to {high:g}; "
-                            f"using {INPUT_DEFAULTS[name]}")
+            problems.append(
+                f"input {name}: {given[name][:40]!r} is not a number from {low:g} to {high:g}; "
+                f"using {INPUT_DEFAULTS[name]}"
+            )
             return kind(INPUT_DEFAULTS[name])
         return value
 
@@ -150,9 +163,15 @@ class Reporter:
         self.warnings_shown += 1
         if self.actions:
             props = ",".join(
-                f"{key}={escape_property(str(value))}" for key, value in (("file", file), ("line", line)) if value
+                f"{key}={escape_property(str(value))}"
+                for key, value in (("file", file), ("line", line))
+                if value
             )
-            print(f"::warning{' ' + props if props else ''}::{escape_data(message)}", file=self.stream, flush=True)
+            print(
+                f"::warning{' ' + props if props else ''}::{escape_data(message)}",
+                file=self.stream,
+                flush=True,
+            )
         else:
             where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
             print(f"warning: {where}{message}", file=sys.stderr, flush=True)
@@ -216,8 +235,12 @@ def render_summary(
     )
     keys = sorted({(eco, platform) for eco, platform, _ in groups})
     if keys:
-        lines += ["### By ecosystem and platform", "", "| Ecosystem | Platform | Passed | Failed | Skipped |",
-                  "|---|---|---:|---:|---:|"]
+        lines += [
+            "### By ecosystem and platform",
+            "",
+            "| Ecosystem | Platform | Passed | Failed | Skipped |",
+            "|---|---|---:|---:|---:|",
+        ]
         for eco, platform in keys[:100]:
             counts = [groups[(eco, platform, result)] for result in ("passed", "failed", "skipped")]
             lines.append(f"| {md(eco)} | {md(platform)} | " + " | ".join(map(str, counts)) + " |")
@@ -231,12 +254,17 @@ def render_summary(
         lines += [f"| {md(name)} | {count} |" for name, count in categories.most_common(10)]
         lines.append("")
     if failures:
-        lines += [f"### First failures ({min(len(failures), max_failures)} of {len(failures)})", "",
-                  "| Recipe | Platform | Category | Message |", "|---|---|---|---|"]
+        lines += [
+            f"### First failures ({min(len(failures), max_failures)} of {len(failures)})",
+            "",
+            "| Recipe | Platform | Category | Message |",
+            "|---|---|---|---|",
+        ]
         for row in failures[:max_failures]:
             message = f"<code>{md(row.error_message or '', 300)}</code>" if row.error_message else ""
             lines.append(
-                f"| {md(row.recipe_name)} | {md(row.platform or '—')} | {md(row.error_category or '')} | {message} |"
+                f"| {md(row.recipe_name)} | {md(row.platform or '—')} "
+                f"| {md(row.error_category or '')} | {message} |"
             )
         lines.append("")
     if warnings:

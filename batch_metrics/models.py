@@ -40,8 +40,7 @@ class RecipeResult(BaseModel):
     duration_seconds: Annotated[float, Field(ge=0)] | None = None
     platform: str | None = Field(
         default=None,
-        description="Platform id such as `linux-alpine-musl-arm64`; "
-        "unknown to the Worker, which ignores it.",
+        description="Platform id such as `linux-alpine-musl-arm64`; unknown to the Worker, which ignores it.",
     )
 
 

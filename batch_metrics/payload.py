@@ -71,10 +71,12 @@ def build_payload(
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> BatchPayload:
-    """Build the batch. A lone ready payload is sent as it is; otherwise every row is merged into one batch."""
+    """Build the batch: a lone ready payload is sent as it is, anything else merged into one batch."""
     now = now or datetime.now(UTC)
     if started_at is not None and parse_timestamp(started_at) is None:
-        raise ValueError(f"started-at {started_at!r} is not an RFC 3339 timestamp (e.g. 2026-02-19T14:31:25Z)")
+        raise ValueError(
+            f"started-at {started_at!r} is not an RFC 3339 timestamp (e.g. 2026-02-19T14:31:25Z)"
+        )
     if len(collection.payloads) == 1 and not collection.results:
         ready = collection.payloads[0]
         overrides = {

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from batch_metrics import TOKEN_ENV
 from batch_metrics.models import BatchCreated, BatchPayload
 from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, open_storage
 
@@ -37,7 +38,6 @@ access_log = logging.getLogger("batch_metrics.access")
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_DB = "batch-metrics.db"
-TOKEN_ENV = "BATCH_METRICS_TOKEN"
 _READ_CHUNK = 1024 * 1024
 _RUN_PATH = re.compile(r"^/batch-runs/(\d{1,18})$")
 
@@ -45,7 +45,8 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 Response = tuple[int, Any]
 _REASONS = {
     200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-    405: "Method Not Allowed", 413: "Content Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+    405: "Method Not Allowed", 413: "Content Too Large", 500: "Internal Server Error",
+    503: "Service Unavailable",
 }  # fmt: skip
 
 
@@ -314,8 +315,13 @@ def serve(
         clear_untrusted_proxy_headers=True,
     )
     shown_db = target if not target.startswith(("postgresql://", "postgres://")) else "PostgreSQL"
-    log.info("serving on http://%s:%s, database %s, migrations applied: %s", host, server.effective_port,
-             shown_db, applied or "none")
+    log.info(
+        "serving on http://%s:%s, database %s, migrations applied: %s",
+        host,
+        server.effective_port,
+        shown_db,
+        applied or "none",
+    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: no longer accepting; letting requests in flight finish", signum)

@@ -185,7 +185,9 @@ class SQLiteStorage:
     def migrate(self) -> list[int]:
         applied: list[int] = []
         with self._write() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+            )
             done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
             for version, script in MIGRATIONS:
                 if version in done:
@@ -199,7 +201,9 @@ class SQLiteStorage:
     def insert_batch(self, payload: BatchPayload, idempotency_key: str | None) -> tuple[int, bool]:
         with self._write() as db:
             if idempotency_key:
-                row = db.execute("SELECT id FROM batch_runs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                row = db.execute(
+                    "SELECT id FROM batch_runs WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
                 if row:
                     return int(row[0]), True
             cursor = db.execute(
@@ -217,7 +221,9 @@ class SQLiteStorage:
 
     def list_runs(self, query: RunFilter) -> list[dict[str, Any]]:
         where, params = _filter_sql(query, "?")
-        rows = self._connection().execute(f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT ?", (*params, query.limit))
+        rows = self._connection().execute(
+            f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT ?", (*params, query.limit)
+        )
         return [dict(row) for row in rows]
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
@@ -259,7 +265,9 @@ class PostgresStorage:
         with self.pool.connection() as db, db.transaction():
             # One migrator at a time, even with several servers starting together.
             db.execute("SELECT pg_advisory_xact_lock(727270)")
-            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+            )
             done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
             for version, script in MIGRATIONS:
                 if version in done:
@@ -282,12 +290,14 @@ class PostgresStorage:
                 existing = db.execute(
                     "SELECT id FROM batch_runs WHERE idempotency_key = %s", (idempotency_key,)
                 ).fetchone()
-                assert existing is not None, "ON CONFLICT skipped the insert, so the key is stored"
+                if existing is None:  # the conflicting run was deleted between the two statements
+                    raise RuntimeError("idempotency key conflicted with a run that no longer exists")
                 return int(existing[0]), True
             run_id = int(row[0])
-            with db.cursor() as cursor, cursor.copy(
-                f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN"
-            ) as copy:
+            with (
+                db.cursor() as cursor,
+                cursor.copy(f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as copy,
+            ):
                 for values in _result_rows(run_id, payload):
                     copy.write_row(values)
         return run_id, False

@@ -161,11 +161,15 @@ def upload(
                 reason = f"HTTP {status}: {_short_body(response)}"
                 if status not in _RETRY_STATUSES:
                     if 300 <= status < 400:
-                        reason = f"HTTP {status} redirect not followed (the token goes only where you point it)"
+                        reason = (
+                            f"HTTP {status} redirect not followed (the token goes only where you point it)"
+                        )
                     return UploadResult("failed", None, status, attempt, reason)
                 wait = _retry_after(response)
             if attempt > retries:
-                return UploadResult("failed", None, status, attempt, f"gave up after {attempt} attempts: {reason}")
+                return UploadResult(
+                    "failed", None, status, attempt, f"gave up after {attempt} attempts: {reason}"
+                )
             backoff = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))  # noqa: S311
             delay = max(wait, backoff) if wait is not None else backoff
             if time.monotonic() + delay >= deadline:

@@ -75,12 +75,24 @@ def demo() -> int:
         wait_healthy(f"{endpoint}/health", server)
         shutil.copytree(ROOT / "examples" / "results", workdir / "results")
         job = subprocess.run(
-            [*cli, "run", "--workspace", str(workdir), "--results", "results/**",
-             "--endpoint", endpoint, "--ecosystem", "homebrew",
-             "--payload-path", str(workdir / "payload.json")],
-            env=env, check=False,
+            [
+                *cli,
+                "run",
+                "--workspace",
+                str(workdir),
+                "--results",
+                "results/**",
+                "--endpoint",
+                endpoint,
+                "--ecosystem",
+                "homebrew",
+                "--payload-path",
+                str(workdir / "payload.json"),
+            ],
+            env=env,
+            check=False,
         )
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - loopback URL built above
             f"{endpoint}/batch-runs?limit=5", headers={"Authorization": f"Bearer {token}"}
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
@@ -111,7 +123,9 @@ def test(pytest_args: list[str]) -> int:
             print("note: no podman and no apt-get to install it; deselecting the container tests")
             deselect.append("not container")
     marker = ["-m", " and ".join(deselect)] if deselect else []
-    return subprocess.run([str(PYTHON), "-m", "pytest", *marker, *pytest_args], cwd=ROOT, check=False).returncode
+    return subprocess.run(
+        [str(PYTHON), "-m", "pytest", *marker, *pytest_args], cwd=ROOT, check=False
+    ).returncode
 
 
 def main() -> int:

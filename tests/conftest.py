@@ -13,5 +13,7 @@ SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """`../shared/fixtures`: tsuku pipeline output and JUnit XML from many runners (read-only)."""
-    assert SHARED_FIXTURES.is_dir(), f"missing {SHARED_FIXTURES}: the shared fixtures sit beside the project root"
+    assert SHARED_FIXTURES.is_dir(), (
+        f"missing {SHARED_FIXTURES}: the shared fixtures sit beside the project root"
+    )
     return SHARED_FIXTURES
