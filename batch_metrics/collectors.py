@@ -301,7 +301,7 @@ def _json_values(reader: _FileReader, text: str) -> Iterator[tuple[int, Any]]:
             value, stop = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as error:
             error_line = line + text.count("\n", pos, error.pos)
-            reader.warn(error_line, f"malformed JSON: {error.msg}; skipped to the next record")
+            reader.warn(line, f"malformed JSON ({error.msg} at line {error_line}); skipped to the next record")
             resume = pos
             while True:
                 resume = text.find("\n", resume)

@@ -1,0 +1,94 @@
+"""The floor of the collect + build workload: the same job with nothing but the standard library.
+
+Run as a script (`python bench/floor.py FORMAT DIRECTORY OUT`) so it is measured as a whole
+process, like the CLI. It maps rows the way the collectors do, minimally, and writes a payload
+with the same rows. `json.dumps` + one write stands in for `json.dump`: `json.dump` streams
+through the pure-Python encoder, `json.dumps` uses the C one, so this floor is the faster of
+the two. Standard library only: `bench.data` imports it to build request bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+ECOSYSTEM = "bench"
+STARTED_AT = "2026-02-19T14:31:25Z"
+COMPLETED_AT = "2026-02-19T15:02:10Z"
+_RESULTS = {"pass": "passed", "fail": "failed", "skipped": "skipped"}
+
+
+def record_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A validation result or a per-record NDJSON line as a result row."""
+    if "status" in record:
+        result = _RESULTS[record["status"]]
+    else:
+        result = "passed" if record["exit_code"] == 0 else "failed"
+    row = {"recipe_name": record["recipe"], "ecosystem": ECOSYSTEM, "result": result, "platform": record["platform"]}
+    if result == "failed":
+        category = record.get("category") or ("blocked" if record.get("blocked_by") else None)
+        row["error_category"] = category or f"exit_code_{record['exit_code']}"
+        row["error_message"] = f"exit code {record['exit_code']}"
+    return row
+
+
+def junit_row(case: ET.Element) -> dict[str, Any]:
+    failure = case.find("failure")
+    skipped = case.find("skipped")
+    row: dict[str, Any] = {
+        "recipe_name": f"{case.get('classname')}.{case.get('name')}",
+        "ecosystem": ECOSYSTEM,
+        "result": "failed" if failure is not None else "skipped" if skipped is not None else "passed",
+        "duration_seconds": float(case.get("time") or 0),
+    }
+    if failure is not None:
+        row["error_category"] = failure.get("type")
+        row["error_message"] = "\n".join(part for part in (failure.get("message"), failure.text) if part)
+    return row
+
+
+def payload(rows: list[dict[str, Any]], batch_id: str) -> dict[str, Any]:
+    passed = sum(1 for row in rows if row["result"] == "passed")
+    failed = sum(1 for row in rows if row["result"] == "failed")
+    return {
+        "batch_id": batch_id,
+        "ecosystem": ECOSYSTEM,
+        "started_at": STARTED_AT,
+        "completed_at": COMPLETED_AT,
+        "total_recipes": len(rows),
+        "passed": passed,
+        "failed": failed,
+        "skipped": len(rows) - passed - failed,
+        "success_rate": round(passed / (passed + failed), 4) if passed + failed else 0.0,
+        "macos_minutes": 0.0,
+        "linux_minutes": 0.0,
+        "results": rows,
+    }
+
+
+def read_rows(fmt: str, directory: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in sorted(item for item in directory.rglob("*") if item.is_file()):
+        if fmt == "validation-results":
+            with path.open("rb") as stream:
+                rows.extend(record_row(record) for record in json.load(stream))
+        elif fmt == "ndjson":
+            with path.open("rb") as stream:
+                rows.extend(record_row(json.loads(line)) for line in stream if line.strip())
+        else:
+            rows.extend(junit_row(case) for case in ET.parse(path).getroot().iter("testcase"))
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    fmt, directory, out = argv
+    body = json.dumps(payload(read_rows(fmt, Path(directory)), "bench-floor"), separators=(",", ":"))
+    Path(out).write_bytes(body.encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
