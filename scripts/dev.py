@@ -2,6 +2,7 @@
 
     python3 scripts/dev.py demo   # endpoint on SQLite + the action's job on sample data
     python3 scripts/dev.py test   # ruff, mypy and the whole pytest suite
+    python3 scripts/dev.py bench  # the benchmark suite, each figure beside its baseline
 
 Both create `.venv/` beside this repository on first use and install the
 project into it, so nothing is installed system-wide.
@@ -134,7 +135,10 @@ def main() -> int:
         return demo()
     if command == "test":
         return test(rest)
-    sys.exit(f"usage: python3 scripts/dev.py demo | test [pytest args]  (got {command!r})")
+    if command == "bench":
+        ensure_venv("dev")
+        return subprocess.run([str(PYTHON), "-m", "bench", *rest], cwd=ROOT, check=False).returncode
+    sys.exit(f"usage: python3 scripts/dev.py demo | test [pytest args] | bench [options]  (got {command!r})")
 
 
 if __name__ == "__main__":
