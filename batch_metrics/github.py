@@ -3,11 +3,16 @@
 Docker actions get each input as `INPUT_<NAME>` with hyphens kept
 (`INPUT_BATCH-ID`); the composite action maps them through `env:` with
 underscores (`INPUT_BATCH_ID`). Both spellings are read.
+
+Under Actions every line written to stdout is scanned for `::command::`, so
+everything printed here that can carry outside text goes out on one line
+(CR/LF escaped) behind a prefix of ours, and known secrets are replaced by `***`.
 """
 
 from __future__ import annotations
 
 import html
+import re
 import secrets
 import sys
 from collections import Counter
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from batch_metrics.collectors import FORMATS
+from batch_metrics.collectors import FORMATS, CollectWarning
 from batch_metrics.models import BatchPayload
 
 INPUT_DEFAULTS: dict[str, str] = {
@@ -44,10 +49,15 @@ OUTPUT_NAMES = (
     "success-rate",
     "payload-path",
 )
-SUMMARY_LIMIT = 1024 * 1024 - 4096
-MAX_WARNINGS_SHOWN = 50
+# GitHub refuses a step summary of 1 MiB or more; keep a margin for the cut note.
+SUMMARY_LIMIT = 1024 * 1024 - 1024
+MAX_ANNOTATIONS = 50
+SUMMARY_FAILURES = 30
+SUMMARY_ROWS = 100
+SUMMARY_WARNINGS = 20
 _TRUE = ("true", "True", "TRUE")
 _FALSE = ("false", "False", "FALSE")
+_LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
 @dataclass(frozen=True)
@@ -68,123 +78,149 @@ class Inputs:
 
 
 def raw_input(env: Mapping[str, str], name: str) -> str:
-    """An input's value from either spelling of its variable, else its default."""
+    """An input's value from either spelling of its variable, else its default; blank means not given."""
     upper = name.upper()
     for key in (f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}"):
-        value = env.get(key)
-        if value is not None and value.strip():
-            return value.strip() if name != "results" else value
+        value = env.get(key, "")
+        if value.strip():
+            # `results` keeps its lines as given; the other inputs are single values.
+            return value if name == "results" else value.strip()
     return INPUT_DEFAULTS[name]
 
 
 def read_inputs(
     env: Mapping[str, str], overrides: Mapping[str, str] | None = None
 ) -> tuple[Inputs, list[str]]:
-    """Parse the inputs; a bad value falls back to its default with a message, never an exception."""
+    """Parse the inputs (`overrides` win over the environment); a bad value falls back to its default
+    with a message in the returned list, never an exception."""
     problems: list[str] = []
     given = {name: raw_input(env, name) for name in INPUT_DEFAULTS}
-    given.update({name: value for name, value in (overrides or {}).items() if value is not None})
+    given.update(overrides or {})
 
     def flag(name: str) -> bool:
+        # Exactly the spellings @actions/core's getBooleanInput accepts.
         value = given[name].strip()
         if value in _TRUE or value in _FALSE:
             return value in _TRUE
         problems.append(f"input {name}: {value[:40]!r} is not true or false; using {INPUT_DEFAULTS[name]}")
         return INPUT_DEFAULTS[name] == "true"
 
-    def number(name: str, kind: type[float] | type[int], low: float, high: float) -> float:
+    def number(name: str, low: float, high: float) -> float:
         try:
-            value = kind(given[name])
+            value = float(given[name])
         except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
+            value = float("nan")
+        if not low <= value <= high:  # also false for NaN
             problems.append(
                 f"input {name}: {given[name][:40]!r} is not a number from {low:g} to {high:g}; "
                 f"using {INPUT_DEFAULTS[name]}"
             )
-            return kind(INPUT_DEFAULTS[name])
+            return float(INPUT_DEFAULTS[name])
         return value
 
     fmt = given["format"].strip().lower()
     if fmt != "auto" and fmt not in FORMATS:
         problems.append(f"input format: {fmt[:40]!r} is not auto or one of {', '.join(FORMATS)}; using auto")
         fmt = "auto"
-    inputs = Inputs(
-        endpoint=given["endpoint"].strip(),
-        token=given["token"].strip(),
-        results=given["results"],
-        format=fmt,
-        ecosystem=given["ecosystem"].strip() or None,
-        batch_id=given["batch-id"].strip() or None,
-        started_at=given["started-at"].strip() or None,
-        fail_on_error=flag("fail-on-error"),
-        dry_run=flag("dry-run"),
-        timeout=number("timeout", float, 1, 3600),
-        retries=int(number("retries", int, 0, 20)),
-        payload_path=given["payload-path"].strip() or INPUT_DEFAULTS["payload-path"],
-        summary=flag("summary"),
+    retries = number("retries", 0, 20)
+    if retries != int(retries):
+        problems.append(
+            f"input retries: {given['retries'][:40]!r} is not a whole number; using {int(retries)}"
+        )
+    return (
+        Inputs(
+            endpoint=given["endpoint"].strip(),
+            token=given["token"].strip(),
+            results=given["results"],
+            format=fmt,
+            ecosystem=given["ecosystem"].strip() or None,
+            batch_id=given["batch-id"].strip() or None,
+            started_at=given["started-at"].strip() or None,
+            fail_on_error=flag("fail-on-error"),
+            dry_run=flag("dry-run"),
+            timeout=number("timeout", 0.1, 3600),
+            retries=int(retries),
+            payload_path=given["payload-path"].strip() or INPUT_DEFAULTS["payload-path"],
+            summary=flag("summary"),
+        ),
+        problems,
     )
-    return inputs, problems
 
 
 def escape_data(text: str) -> str:
+    """A workflow command's message: the runner turns these back into `%`, CR and LF."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def escape_property(text: str) -> str:
+    """A workflow command's `key=value` property: also `:` and `,`, which end a value."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 class Reporter:
-    """Says things to the person reading the log: workflow commands under Actions, plain lines elsewhere."""
+    """Talks to the person reading the log: workflow commands on stdout under Actions, plain
+    `warning: ...` lines on stderr elsewhere. Never prints a secret it was told about."""
 
-    def __init__(self, env: Mapping[str, str], stream: TextIO | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.actions = env.get("GITHUB_ACTIONS") == "true"
-        self.stream = stream or sys.stdout
-        self.warnings_shown = 0
-        self.warnings_hidden = 0
-        self.masked: set[str] = set()
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.secrets: list[str] = []
 
     def mask(self, secret: str) -> None:
-        if not self.actions:
-            return
-        for line in secret.splitlines():
-            if line.strip() and line not in self.masked:
-                self.masked.add(line)
-                print(f"::add-mask::{escape_data(line)}", file=self.stream, flush=True)
+        """Register a secret: `::add-mask::` under Actions (before it can appear anywhere), `***` here."""
+        for part in {secret.strip(), *(line.strip() for line in secret.splitlines())}:
+            if part and part not in self.secrets:
+                self.secrets.append(part)
+                if self.actions:
+                    print(f"::add-mask::{escape_data(part)}", file=self.out, flush=True)
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def info(self, message: str) -> None:
-        print(message, file=self.stream if self.actions else sys.stderr, flush=True)
+        message = self.redact(message)
+        if self.actions:
+            # The runner splits its input at CR and LF: keep outside text from starting a line of its own.
+            print(_LINE_BREAKS.sub(" ", message), file=self.out, flush=True)
+        else:
+            print(message, file=self.err, flush=True)
 
     def warning(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        if self.warnings_shown >= MAX_WARNINGS_SHOWN:
-            self.warnings_hidden += 1
-            return
-        self.warnings_shown += 1
-        if self.actions:
-            props = ",".join(
-                f"{key}={escape_property(str(value))}"
-                for key, value in (("file", file), ("line", line))
-                if value
-            )
-            print(
-                f"::warning{' ' + props if props else ''}::{escape_data(message)}",
-                file=self.stream,
-                flush=True,
-            )
-        else:
+        message = self.redact(message)
+        if not self.actions:
             where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
-            print(f"warning: {where}{message}", file=sys.stderr, flush=True)
+            print(f"warning: {where}{message}", file=self.err, flush=True)
+            return
+        properties = ",".join(
+            f"{key}={escape_property(self.redact(str(value)))}"
+            for key, value in (("file", file), ("line", line))
+            if value
+        )
+        print(
+            f"::warning{' ' + properties if properties else ''}::{escape_data(message)}",
+            file=self.out,
+            flush=True,
+        )
 
-    def flush_hidden(self) -> None:
-        if self.warnings_hidden:
-            hidden, self.warnings_hidden = self.warnings_hidden, 0
-            self.warnings_shown = 0
-            self.warning(f"{hidden} more warnings not shown")
+    def file_warnings(self, warnings: Sequence[CollectWarning]) -> None:
+        """The first MAX_ANNOTATIONS as annotations; the rest as plain log lines, so none is lost but
+        a thousand bad lines do not bury the run page."""
+        for warning in warnings[:MAX_ANNOTATIONS]:
+            self.warning(warning.message, file=warning.path or None, line=warning.line)
+        if len(warnings) > MAX_ANNOTATIONS:
+            self.warning(
+                f"{len(warnings) - MAX_ANNOTATIONS} more warnings about the result files follow in the log"
+            )
+            for warning in warnings[MAX_ANNOTATIONS:]:
+                self.info(f"warning: {warning}")
 
 
 def write_outputs(outputs: Mapping[str, str], env: Mapping[str, str], stream: TextIO | None = None) -> None:
-    """Append to $GITHUB_OUTPUT in the heredoc form, with a delimiter no value contains."""
+    """Append to $GITHUB_OUTPUT in the heredoc form, with a delimiter no value contains;
+    outside Actions print `name=value` lines."""
     target = env.get("GITHUB_OUTPUT")
     if not target:
         for name, value in outputs.items():
@@ -192,22 +228,23 @@ def write_outputs(outputs: Mapping[str, str], env: Mapping[str, str], stream: Te
         return
     with Path(target).open("a", encoding="utf-8") as out:
         for name, value in outputs.items():
-            delimiter = f"ghadelimiter_{secrets.token_hex(8)}"
+            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
             while delimiter in value:
-                delimiter = f"ghadelimiter_{secrets.token_hex(8)}"
+                delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
             out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
 
 
-_MARKDOWN_SPECIALS = str.maketrans({char: f"&#{ord(char)};" for char in "\\`*_{}[]()|~"})
+# After html.escape: what Markdown would still read as emphasis, code, links, tables, headings or mentions.
+_MARKDOWN_SPECIALS = str.maketrans({char: f"&#{ord(char)};" for char in "\\`*_{}[]()|~#!@"})
 
 
 def md(text: object, limit: int = 200) -> str:
-    """Safe inside Markdown and HTML: no tags, links, emphasis, code spans or table breaks survive."""
+    """Outside text made inert in Markdown and HTML, on one line, at most `limit` characters of it."""
     value = str(text)
     if len(value) > limit:
         value = value[: limit - 1] + "…"
     value = html.escape(value, quote=True).translate(_MARKDOWN_SPECIALS)
-    return value.replace("\r", " ").replace("\n", "<br>")
+    return value.replace("\r\n", "<br>").replace("\r", "<br>").replace("\n", "<br>")
 
 
 def render_summary(
@@ -216,13 +253,14 @@ def render_summary(
     status: str,
     detail: str,
     warnings: Sequence[str],
-    max_failures: int = 30,
+    limit: int = SUMMARY_LIMIT,
 ) -> str:
-    """The job summary: totals, a table by ecosystem and platform, top categories, the first failures."""
+    """The job summary: totals, a table by ecosystem and platform, top categories, the first failures,
+    the first warnings; cut with a note if it would reach `limit` bytes."""
     lines = [
         f"## Batch metrics: {md(payload.batch_id)}",
         "",
-        f"**Upload:** {md(status)} — {md(detail, 300)}",
+        f"**Upload:** {md(status)} — {md(detail, 500)}",
         "",
         "| Ecosystem | Total | Passed | Failed | Skipped | Success rate |",
         "|---|---:|---:|---:|---:|---:|",
@@ -241,11 +279,11 @@ def render_summary(
             "| Ecosystem | Platform | Passed | Failed | Skipped |",
             "|---|---|---:|---:|---:|",
         ]
-        for eco, platform in keys[:100]:
+        for eco, platform in keys[:SUMMARY_ROWS]:
             counts = [groups[(eco, platform, result)] for result in ("passed", "failed", "skipped")]
             lines.append(f"| {md(eco)} | {md(platform)} | " + " | ".join(map(str, counts)) + " |")
-        if len(keys) > 100:
-            lines.append(f"\n{len(keys) - 100} more rows not shown.")
+        if len(keys) > SUMMARY_ROWS:
+            lines.append(f"\n{len(keys) - SUMMARY_ROWS} more rows not shown.")
         lines.append("")
     failures = [row for row in payload.results if row.result == "failed"]
     categories = Counter(row.error_category or "uncategorised" for row in failures)
@@ -255,13 +293,13 @@ def render_summary(
         lines.append("")
     if failures:
         lines += [
-            f"### First failures ({min(len(failures), max_failures)} of {len(failures)})",
+            f"### First failures ({min(len(failures), SUMMARY_FAILURES)} of {len(failures)})",
             "",
             "| Recipe | Platform | Category | Message |",
             "|---|---|---|---|",
         ]
-        for row in failures[:max_failures]:
-            message = f"<code>{md(row.error_message or '', 300)}</code>" if row.error_message else ""
+        for row in failures[:SUMMARY_FAILURES]:
+            message = f"<code>{md(row.error_message, 300)}</code>" if row.error_message else ""
             lines.append(
                 f"| {md(row.recipe_name)} | {md(row.platform or '—')} "
                 f"| {md(row.error_category or '')} | {message} |"
@@ -269,16 +307,20 @@ def render_summary(
         lines.append("")
     if warnings:
         lines += [f"### Warnings ({len(warnings)})", ""]
-        lines += [f"- {md(text, 300)}" for text in warnings[:20]]
+        lines += [f"- {md(text, 300)}" for text in warnings[:SUMMARY_WARNINGS]]
+        if len(warnings) > SUMMARY_WARNINGS:
+            lines.append(f"- {len(warnings) - SUMMARY_WARNINGS} more in the step log")
         lines.append("")
     text = "\n".join(lines) + "\n"
-    if len(text.encode()) > SUMMARY_LIMIT:
-        text = text.encode()[:SUMMARY_LIMIT].decode(errors="ignore").rsplit("\n", 1)[0]
-        text += "\n\n_Summary cut to stay under GitHub's 1 MiB limit._\n"
+    note = "\n_Summary cut to stay under GitHub's 1 MiB limit._\n"
+    if len(text.encode()) >= limit:
+        budget = limit - len(note.encode()) - 1
+        text = text.encode()[:budget].decode(errors="ignore").rsplit("\n", 1)[0] + "\n" + note
     return text
 
 
 def write_summary(text: str, env: Mapping[str, str]) -> bool:
+    """Append to $GITHUB_STEP_SUMMARY; False when there is none (not under Actions)."""
     target = env.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False

@@ -1,35 +1,43 @@
 """The uploader: POST one payload to `<endpoint>/batch-metrics`, retrying only what is worth retrying.
 
-A small explicit loop rather than urllib3's `Retry`: we need a bound on the
-*total* time (Retry has none), full jitter, `Retry-After` capped by what time
-is left, and the same `Idempotency-Key` on every attempt — clearer written out.
+A small explicit loop rather than urllib3's `Retry` behind an `HTTPAdapter`:
+`Retry` has no bound on the *total* time, cannot cap `Retry-After` by the time
+left, and its backoff jitter is additive rather than full; and with the loop
+each attempt's outcome is logged in words. The same `Idempotency-Key` goes on
+every attempt, so an endpoint that honours it stores the batch once.
 
-Never raises for network or HTTP trouble: every outcome is an `UploadResult`.
+Never raises for network or HTTP trouble: every outcome is an `UploadResult`,
+and no message it returns or logs contains the token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
 import requests
+from requests.auth import AuthBase
 
 from batch_metrics import __version__
 
 ROUTE = "/batch-metrics"
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_BACKOFF_BASE = 1.0
-_BACKOFF_CAP = 30.0
-_CONNECT_TIMEOUT = 10.0
-_BODY_SHOWN = 300
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 30.0
+CONNECT_TIMEOUT = 10.0
+BODY_SHOWN = 300
+# RFC 6750 token68: what may follow "Bearer " in the Authorization header.
+_TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -41,19 +49,29 @@ class UploadResult:
     message: str
 
 
+class BearerAuth(AuthBase):
+    """Set as `auth`, so requests never swaps in ~/.netrc credentials for the token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
 def idempotency_key(body: bytes) -> str:
     """Derived from the exact bytes, so re-sending a saved payload file reuses the key."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def batch_url(endpoint: str) -> str:
+    """`https://host` → `https://host/batch-metrics`; a URL already ending in the route is kept."""
     base = endpoint.strip().rstrip("/")
     return base if base.endswith(ROUTE) else base + ROUTE
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
+def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
     try:
@@ -62,13 +80,13 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def check_endpoint(url: str) -> str | None:
+def endpoint_refusal(url: str) -> str | None:
     """Why the token must not go to this URL, or None when it may."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"endpoint {url!r} is not an http(s) URL"
     if parts.username or parts.password:
-        return "endpoint URL must not carry credentials; pass the token as `token`"
+        return "the endpoint URL must not carry credentials; give the token as `token`"
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         return (
             f"refusing to send the token over plain http:// to {parts.hostname}; "
@@ -77,8 +95,8 @@ def check_endpoint(url: str) -> str | None:
     return None
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from `now` (epoch); it may be a number of seconds or an HTTP date."""
     if not value:
         return None
     try:
@@ -86,25 +104,54 @@ def _retry_after(response: requests.Response) -> float | None:
     except ValueError:
         pass
     try:
-        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+        moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max((moment - datetime.fromtimestamp(now, UTC)).total_seconds(), 0.0)
 
 
-def _short_body(response: requests.Response) -> str:
-    text = response.text.strip().replace("\r", " ").replace("\n", " ")
-    return text[:_BODY_SHOWN] + ("..." if len(text) > _BODY_SHOWN else "")
+def _redact(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def _short_body(response: requests.Response, token: str) -> str:
+    text = _CONTROL.sub(" ", response.text).strip()
+    if len(text) > BODY_SHOWN:
+        text = text[:BODY_SHOWN] + "..."
+    return _redact(text, token) or "(empty body)"
+
+
+def _network_reason(error: requests.RequestException, url: str) -> str:
+    """The exception's name (what people search for) and what it means, without requests' noise."""
+    host = urlsplit(url).netloc
+    if isinstance(error, requests.ConnectTimeout):
+        meaning = f"connecting to {host} timed out"
+    elif isinstance(error, requests.Timeout):
+        meaning = f"{host} sent no response within the read timeout"
+    elif isinstance(error, requests.ConnectionError):
+        cause = _ERRNO_TEXT.search(str(error))
+        meaning = f"cannot connect to {host}" + (f": {cause.group(1).strip()}" if cause else "")
+    else:
+        meaning = f"request to {host} failed"
+    return f"{type(error).__name__}: {meaning}"
 
 
 def _created(response: requests.Response) -> tuple[int | None, bool]:
+    """`batch_run_id` and the `duplicate` flag from a JSON answer; anything else gives (None, False)."""
     try:
         data = response.json()
-    except (ValueError, json.JSONDecodeError):
+    except ValueError:
         return None, False
     if not isinstance(data, dict):
         return None, False
     run_id = data.get("batch_run_id")
-    return (run_id if isinstance(run_id, int) else None), bool(data.get("duplicate"))
+    return (run_id if isinstance(run_id, int) else None), data.get("duplicate") is True
+
+
+def _run_name(run_id: int | None) -> str:
+    return f"batch run {run_id}" if run_id is not None else "a batch run (the endpoint did not say which)"
 
 
 def upload(
@@ -117,67 +164,87 @@ def upload(
     total_timeout: float = 120.0,
     log: Callable[[str], None] = lambda _line: None,
     sleep: Callable[[float], None] = time.sleep,
-    session: requests.Session | None = None,
 ) -> UploadResult:
-    """POST the body as is; retry connection errors, timeouts, 429 and 5xx with backoff and jitter."""
+    """POST the body byte for byte; retry connection errors, timeouts, 429 and 5xx with backoff.
+
+    `retries` counts the attempts after the first. Waits are full-jitter exponential
+    backoff, or exactly what `Retry-After` asks; no attempt starts once the next wait
+    would end past `total_timeout`, and each attempt's timeouts are cut to the time left.
+    """
     url = batch_url(endpoint)
-    refusal = check_endpoint(url)
+    refusal = endpoint_refusal(url)
     if refusal:
         return UploadResult("failed", None, None, 0, refusal)
+    if not _TOKEN_SYNTAX.fullmatch(token):
+        return UploadResult(
+            "failed", None, None, 0, "the token has characters a bearer token cannot have (spaces, quotes...)"
+        )
     headers = {
-        "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
         "Idempotency-Key": idempotency_key(body),
         "User-Agent": f"batch-metrics/{__version__}",
     }
     deadline = time.monotonic() + total_timeout
-    http = session or requests.Session()
     attempt = 0
-    try:
+    with requests.Session() as http:
         while True:
             attempt += 1
             remaining = max(deadline - time.monotonic(), 0.1)
-            wait: float | None = None
+            asked_wait: float | None = None
+            status: int | None = None
             try:
                 response = http.post(
                     url,
                     data=body,
                     headers=headers,
-                    timeout=(min(_CONNECT_TIMEOUT, timeout, remaining), min(timeout, remaining)),
+                    auth=BearerAuth(token),
+                    timeout=(min(CONNECT_TIMEOUT, timeout, remaining), min(timeout, remaining)),
                     allow_redirects=False,
                 )
             except requests.RequestException as error:
-                reason = f"{type(error).__name__} talking to {urlsplit(url).netloc}"
-                status: int | None = None
+                reason = _network_reason(error, url)
             else:
                 status = response.status_code
-                if status in (200, 201):
+                if 200 <= status < 300:
                     run_id, duplicate = _created(response)
-                    outcome: Literal["uploaded", "duplicate"] = "duplicate" if duplicate else "uploaded"
-                    return UploadResult(outcome, run_id, status, attempt, f"{outcome}: batch run {run_id}")
+                    if duplicate:
+                        return UploadResult(
+                            "duplicate", run_id, status, attempt, f"already stored as {_run_name(run_id)}"
+                        )
+                    return UploadResult("uploaded", run_id, status, attempt, f"stored as {_run_name(run_id)}")
                 if status == 409:
                     run_id, _ = _created(response)
-                    return UploadResult("duplicate", run_id, status, attempt, "duplicate: already stored")
-                reason = f"HTTP {status}: {_short_body(response)}"
-                if status not in _RETRY_STATUSES:
-                    if 300 <= status < 400:
-                        reason = (
-                            f"HTTP {status} redirect not followed (the token goes only where you point it)"
-                        )
+                    return UploadResult(
+                        "duplicate", run_id, status, attempt, "the endpoint already has this batch (HTTP 409)"
+                    )
+                if 300 <= status < 400:
+                    return UploadResult(
+                        "failed",
+                        None,
+                        status,
+                        attempt,
+                        f"HTTP {status} redirect not followed: the token goes only to the endpoint given; "
+                        "give the final URL as the endpoint",
+                    )
+                reason = f"HTTP {status}: {_short_body(response, token)}"
+                if status != 429 and status < 500:
                     return UploadResult("failed", None, status, attempt, reason)
-                wait = _retry_after(response)
+                asked_wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
             if attempt > retries:
                 return UploadResult(
                     "failed", None, status, attempt, f"gave up after {attempt} attempts: {reason}"
                 )
-            backoff = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))  # noqa: S311
-            delay = max(wait, backoff) if wait is not None else backoff
-            if time.monotonic() + delay >= deadline:
+            backoff_ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            delay = asked_wait if asked_wait is not None else random.uniform(0, backoff_ceiling)  # noqa: S311
+            left = deadline - time.monotonic()
+            if delay >= left:
                 return UploadResult(
-                    "failed", None, status, attempt, f"gave up: total time {total_timeout:g}s spent; {reason}"
+                    "failed",
+                    None,
+                    status,
+                    attempt,
+                    f"gave up after {attempt} attempts: the next try in {delay:.1f}s would pass the "
+                    f"{total_timeout:g}s total time allowed; {reason}",
                 )
             log(f"attempt {attempt} failed ({reason}); retrying in {delay:.1f}s")
             sleep(delay)
-    finally:
-        if session is None:
-            http.close()
