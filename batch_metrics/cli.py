@@ -85,6 +85,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1 if fail_on_error else 0
 
 
+def _as_given(path: Path, workspace: Path) -> str:
+    """Workspace-relative when inside it: a Docker action's /github/workspace means nothing to later steps."""
+    try:
+        return path.relative_to(workspace).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _results_without_payload(results: str, payload_path: Path, workspace: Path) -> str:
     """The result globs plus an exclusion of our own payload file, which must never be read back in."""
     from wcmatch import glob as wcglob
@@ -186,7 +194,7 @@ def _run_job(
             "failed": str(payload.failed),
             "skipped": str(payload.skipped),
             "success-rate": f"{payload.success_rate:g}",
-            "payload-path": str(payload_path),
+            "payload-path": _as_given(payload_path, workspace),
         },
         env,
     )

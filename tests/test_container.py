@@ -1,0 +1,309 @@
+"""The image's contract: what GitHub's Docker action runner gives the container, and what it expects back.
+
+The first test needs no container engine: it lays out the image's files as the Dockerfile copies
+them and runs its ENTRYPOINT the way the runner runs the container (workspace mounted at the
+working directory, HOME=/github/home, only INPUT_* and GITHUB_* variables, no TTY). The tests
+marked `container` build the real image with podman and run it, including `serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+IMAGE = "batch-metrics:test"
+BASE_IMAGE = "localhost/python-standin"
+CONTAINER_ENV = ROOT.parent / "shared" / "tools" / "container-env"
+# A budget for what the image adds to its base: the pinned wheels and the package, no build tools.
+ADDED_BYTES_BUDGET = 64 * 1024 * 1024
+TOKEN = "container-test-token"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
+    pairs = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            instruction, _, arguments = line.strip().partition(" ")
+            pairs.append((instruction.upper(), arguments.strip()))
+    return pairs
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    """$GITHUB_OUTPUT as the runner reads it: `name<<DELIMITER` blocks (and plain `name=value`)."""
+    outputs: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            outputs[name] = "\n".join(iter(lines.__next__, delimiter))
+        else:
+            name, value = line.split("=", 1)
+            outputs[name] = value
+    return outputs
+
+
+def github_dirs(tmp_path: Path, shared_fixtures: Path) -> dict[str, Path]:
+    """The runner's mounts: workspace (holding real result files), home and file_commands under github/."""
+    dirs = {name: tmp_path / "github" / name for name in ("workspace", "home", "file_commands")}
+    for directory in dirs.values():
+        directory.mkdir(parents=True)
+    results = dirs["workspace"] / "results"
+    results.mkdir()
+    shutil.copyfile(
+        shared_fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl"
+    )
+    shutil.copyfile(shared_fixtures / "junit/pytest-junit.fail.xml", results / "pytest.xml")
+    return dirs
+
+
+def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, shared_fixtures: Path) -> None:
+    instructions = dockerfile_instructions()
+    app = tmp_path / "app"
+    for source, destination in (
+        shlex.split(arguments) for instruction, arguments in instructions if instruction == "COPY"
+    ):
+        if destination.startswith("/app/"):
+            target = app / destination.removeprefix("/app/")
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, target)
+    image_env = dict(
+        assignment.split("=", 1)
+        for instruction, arguments in instructions
+        if instruction == "ENV"
+        for assignment in shlex.split(arguments)
+    )
+    entrypoint = json.loads(
+        next(arguments for instruction, arguments in instructions if instruction == "ENTRYPOINT")
+    )
+    assert entrypoint == ["python", "/app/entrypoint.py"]
+    command = [sys.executable, str(app / "entrypoint.py")]
+
+    dirs = github_dirs(tmp_path, shared_fixtures)
+    workspace, commands = dirs["workspace"], dirs["file_commands"]
+    before = {path.relative_to(workspace) for path in workspace.rglob("*")}
+    env = {
+        **image_env,
+        "PATH": os.environ["PATH"],
+        "HOME": str(dirs["home"]),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(commands / "set_output"),
+        "GITHUB_STEP_SUMMARY": str(commands / "step_summary"),
+        "GITHUB_REPOSITORY": "octo/recipes",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_RUN_ATTEMPT": "2",
+        # A Docker action gets its inputs upper-cased with the hyphens kept.
+        "INPUT_RESULTS": "results/**",
+        "INPUT_DRY-RUN": "true",
+        "INPUT_BATCH-ID": "container-batch-7",
+        "INPUT_PAYLOAD-PATH": "batch-metrics-payload.json",
+        "INPUT_FAIL-ON-ERROR": "false",
+    }
+    proc = subprocess.run(
+        command,
+        cwd=workspace,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        umask=0o022,  # Docker's default
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    payload_path = workspace / "batch-metrics-payload.json"
+    payload = json.loads(payload_path.read_text(encoding="utf-8"))
+    assert payload["batch_id"] == "container-batch-7"
+    outputs = parse_outputs((commands / "set_output").read_text(encoding="utf-8"))
+    assert outputs["status"] == "dry-run"
+    assert outputs["total"] == str(payload["total_recipes"]) == str(len(payload["results"]))
+    assert payload["total_recipes"] > 0
+    assert "container-batch-7" in (commands / "step_summary").read_text(encoding="utf-8")
+    # The container writes only the payload into the runner's workspace ...
+    after = {path.relative_to(workspace) for path in workspace.rglob("*")}
+    assert after - before == {Path("batch-metrics-payload.json")}
+    # ... as root: the job's later steps run as the runner's user and must still read it.
+    assert payload_path.stat().st_mode & 0o044 == 0o044, oct(payload_path.stat().st_mode)
+
+
+# --- the real image, built and run with podman ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def podman_env() -> dict[str, str]:
+    """podman configured for this machine; ../shared/tools/container-env installs it if needed."""
+    assert CONTAINER_ENV.is_file(), f"{CONTAINER_ENV} is missing: it sits in shared/ beside the project root"
+    setup = subprocess.run(
+        ["bash", str(CONTAINER_ENV)], capture_output=True, text=True, timeout=900, check=False
+    )
+    assert setup.returncode == 0, f"container-env failed:\n{setup.stderr[-4000:]}"
+    exports = [word for line in setup.stdout.splitlines() for word in shlex.split(line)[1:]]
+    env = dict(os.environ) | dict(word.split("=", 1) for word in exports)
+    assert shutil.which("podman", path=env["PATH"]), "container-env did not leave podman on PATH"
+    return env
+
+
+def podman(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def image(podman_env: dict[str, str]) -> str:
+    build = podman(
+        podman_env,
+        "build",
+        "--pull=never",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "-t",
+        IMAGE,
+        str(ROOT),
+        timeout=900,
+    )
+    assert build.returncode == 0, f"podman build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
+    return IMAGE
+
+
+def run_action_container(
+    env: dict[str, str], image: str, dirs: dict[str, Path], inputs: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`docker run` as GitHub's runner does it for a Docker action (mounts, workdir, INPUT_*)."""
+    mounts = ["-v", f"{dirs['workspace']}:/github/workspace", "-v", f"{dirs['home']}:/github/home"]
+    mounts += ["-v", f"{dirs['file_commands']}:/github/file_commands", "-w", "/github/workspace"]
+    variables = {
+        "HOME": "/github/home",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "GITHUB_OUTPUT": "/github/file_commands/set_output",
+        "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_RUN_ATTEMPT": "1",
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+    flags = [part for name, value in variables.items() for part in ("-e", f"{name}={value}")]
+    return podman(env, "run", "--rm", "--network", "host", *mounts, *flags, image)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def endpoint(podman_env: dict[str, str], image: str) -> Iterator[str]:
+    """The image's `serve` on loopback (host network), on a SQLite file inside the container."""
+    port = free_port()
+    started = podman(
+        podman_env, "run", "-d", "--rm", "--network", "host", "-e", f"BATCH_METRICS_TOKEN={TOKEN}",
+        image, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", "/tmp/metrics.db",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                logs = podman(podman_env, "logs", container).stderr
+                assert time.monotonic() < deadline, f"serve did not answer on {url}:\n{logs}"
+                time.sleep(0.3)
+        yield url
+    finally:
+        podman(podman_env, "rm", "-f", container)
+
+
+@pytest.mark.container
+def test_image_runs_the_action_job(
+    podman_env: dict[str, str], image: str, tmp_path: Path, shared_fixtures: Path
+) -> None:
+    dirs = github_dirs(tmp_path, shared_fixtures)
+    inputs = {"results": "results/**", "dry-run": "true", "batch-id": "image-batch", "ecosystem": "homebrew"}
+    run = run_action_container(podman_env, image, dirs, inputs)
+    assert run.returncode == 0, run.stdout + run.stderr
+    payload = json.loads((dirs["workspace"] / "batch-metrics-payload.json").read_text(encoding="utf-8"))
+    assert (payload["batch_id"], payload["ecosystem"]) == ("image-batch", "homebrew")
+    outputs = parse_outputs((dirs["file_commands"] / "set_output").read_text(encoding="utf-8"))
+    assert outputs["status"] == "dry-run"
+    assert outputs["total"] == str(payload["total_recipes"]) != "0"
+
+
+@pytest.mark.container
+def test_image_serves_the_endpoint_and_the_action_uploads_to_it(
+    podman_env: dict[str, str], image: str, endpoint: str, tmp_path: Path, shared_fixtures: Path
+) -> None:
+    dirs = github_dirs(tmp_path, shared_fixtures)
+    inputs = {"results": "results/**", "endpoint": endpoint, "token": TOKEN, "batch-id": "served-1"}
+    run = run_action_container(podman_env, image, dirs, inputs)
+    assert run.returncode == 0, run.stdout + run.stderr
+    outputs = parse_outputs((dirs["file_commands"] / "set_output").read_text(encoding="utf-8"))
+    assert outputs["status"] == "uploaded", run.stdout
+    assert outputs["batch-run-id"].isdigit()
+    assert TOKEN not in run.stdout.replace(f"::add-mask::{TOKEN}", "") + run.stderr
+    request = urllib.request.Request(
+        f"{endpoint}/batch-runs?limit=5", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        stored = response.read().decode()
+    assert "served-1" in stored
+
+
+@pytest.mark.container
+def test_image_is_the_cli_too(podman_env: dict[str, str], image: str) -> None:
+    for args in (["--help"], ["serve", "--help"]):
+        run = podman(podman_env, "run", "--rm", image, *args)
+        assert run.returncode == 0, run.stderr
+        assert "usage: batch-metrics" in run.stdout
+
+
+@pytest.mark.container
+def test_image_is_small_and_carries_no_build_tools(
+    podman_env: dict[str, str], image: str, record_property: Callable[[str, object], None]
+) -> None:
+    sizes = {
+        name: int(podman(podman_env, "image", "inspect", "--format", "{{.Size}}", name).stdout)
+        for name in (image, BASE_IMAGE)
+    }
+    added = sizes[image] - sizes[BASE_IMAGE]
+    record_property("image_bytes", sizes[image])
+    print(f"{image}: {sizes[image] / 2**20:.1f} MiB ({added / 2**20:.1f} MiB over {BASE_IMAGE})")
+    assert 0 < added <= ADDED_BYTES_BUDGET
+    probe = "for tool in gcc cc make rustc; do command -v $tool && exit 1; done; test ! -e /root/.cache/pip"
+    run = podman(podman_env, "run", "--rm", "--entrypoint", "sh", image, "-c", probe)
+    assert run.returncode == 0, f"build leftovers in the image: {run.stdout}"
