@@ -72,6 +72,12 @@ class Dataset:
     size_bytes: int
 
 
+def _timestamp(index: int) -> str:
+    """One record a second from 2026-02-19T14:00:00Z."""
+    hours, seconds = divmod(index, 3600)
+    return f"2026-02-{19 + hours // 10:02d}T{14 + hours % 10:02d}:{seconds // 60:02d}:{seconds % 60:02d}Z"
+
+
 def records(results: int, seed: int = SEED) -> Iterator[Record]:
     """The record stream every format is written from."""
     rng = random.Random(seed)
@@ -89,7 +95,7 @@ def records(results: int, seed: int = SEED) -> Iterator[Record]:
             blocked_by=f"{rng.choice(_WORDS)}-dep" if blocked else None,
             category=rng.choice(_CATEGORIES) if failed else None,
             duration_seconds=round(rng.uniform(1, 600), 3),
-            timestamp=f"2026-02-19T{14 + index // 60_000 % 10:02d}:{index // 1000 % 60:02d}:{index % 60:02d}Z",
+            timestamp=_timestamp(index),
         )
 
 

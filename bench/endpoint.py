@@ -1,0 +1,90 @@
+"""`batch-metrics serve` as a subprocess on a free loopback port, and a plain HTTP client for it."""
+
+from __future__ import annotations
+
+import http.client
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from batch_metrics import TOKEN_ENV
+from batch_metrics.upload import ROUTE, idempotency_key
+from bench.measure import ROOT, BenchError, clean_env, cli_command
+
+HOST = "127.0.0.1"
+_START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    port: int
+    token: str
+    log: Path
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(HOST, self.port, timeout=300)
+
+    def post(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+        """POST one batch as the uploader does (bearer token, key derived from the bytes)."""
+        connection.request(
+            "POST",
+            ROUTE,
+            body=body,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key(body),
+            },
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@contextmanager
+def serving(db: str, log: Path) -> Iterator[Endpoint]:
+    """Start the endpoint on `db` (SQLite path or PostgreSQL URL); stop it with SIGTERM afterwards."""
+    token = secrets.token_urlsafe(24)
+    port = free_port()
+    argv = [*cli_command(), "serve", "--host", HOST, "--port", str(port), "--db", db]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            argv, stdout=output, stderr=subprocess.STDOUT, env=clean_env(**{TOKEN_ENV: token}), cwd=ROOT
+        )
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not _healthy(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise BenchError(f"`batch-metrics serve` did not become healthy on port {port}:\n{tail}")
+            time.sleep(0.05)
+        yield Endpoint(port, token, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
