@@ -1,45 +1,86 @@
 """The payload builder: one batch from the collected rows, written to disk before any network.
 
-Definitions (also in the README):
+Definitions (copied into the README):
 
 - one result row is one recipe validated on one platform;
-- `total_recipes` = rows = `passed` + `failed` + `skipped`;
-- `success_rate` = passed / (passed + failed), rounded to 4 decimals; skipped rows
-  are left out, and a batch where nothing ran has a rate of 0.0;
-- `macos_minutes` / `linux_minutes` = the summed `duration_seconds` of rows whose
-  platform starts with `darwin`/`macos`/`osx` or with `linux`, in minutes (the
-  runner time a batch cost); other platforms count in neither.
+- `total_recipes` = the number of rows = `passed` + `failed` + `skipped`;
+- `success_rate` = passed / (passed + failed), rounded to 4 decimals: skipped rows
+  are left out, and a batch where nothing ran (no passed or failed row) has 0.0;
+- `macos_minutes` / `linux_minutes` = the summed `duration_seconds` of the rows whose
+  platform starts with `darwin`, `macos` or `osx` / with `linux`, in minutes, rounded
+  to 4 decimals; rows on other platforms (Windows, none given) count in neither;
+- `ecosystem` = the `ecosystem` argument, else the one ecosystem all rows share,
+  `mixed` when they name several, `unknown` when there are no rows;
+- `started_at` = the `started_at` argument (RFC 3339, normalised to UTC), else the
+  earliest timestamp in the inputs, else now; `completed_at` = now; both are written
+  as RFC 3339 UTC with `Z`;
+- `batch_id` = the argument, else `default_batch_id(env)`.
+
+A collection holding exactly one ready payload and no other rows is sent as it is:
+the fields it lacks (`completed_at`, and totals, rate or minutes left out) are filled
+in as above, and only an explicit `batch_id`, `ecosystem` or `started_at` argument
+replaces its own. Ready payloads found beside other inputs lend their rows to the
+new batch; their own totals and ids are dropped, since a batch is counted from rows.
+A ready payload may carry a `result` other than the three (the endpoint stores it
+as sent); such a row counts in `total_recipes` only.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from batch_metrics.collectors import Collection, parse_timestamp
 from batch_metrics.models import BatchPayload, RecipeResult
 
 _MACOS_PREFIXES = ("darwin", "macos", "osx")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
+_PAYLOAD_ADAPTER = TypeAdapter(BatchPayload)
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """`2026-02-19T14:31:25Z`: UTC, whole seconds (a naive datetime is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """The moment an RFC 3339 timestamp names, in UTC; ValueError saying what is expected."""
+    moment = parse_timestamp(text) if _RFC3339.fullmatch(text.strip()) else None
+    if moment is None:
+        raise ValueError(
+            f"started-at {text[:60]!r} is not an RFC 3339 timestamp with a zone, e.g. 2026-02-19T14:31:25Z"
+        )
+    return moment
 
 
 def default_batch_id(env: Mapping[str, str]) -> str:
-    """Unique per workflow run, attempt and job under Actions; unique per invocation elsewhere."""
+    """`<repository>#<run id>.<attempt>:<job>` under GitHub Actions, else `local-<UTC time>-<random>`.
+
+    The run id and attempt make a re-run a new batch; the job id tells apart two jobs
+    of one run that each upload. Legs of one matrix job share all of these: give them
+    a `batch-id` of their own.
+    """
     run_id = env.get("GITHUB_RUN_ID")
     if run_id:
-        repository = env.get("GITHUB_REPOSITORY", "local")
-        attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
+        repository = env.get("GITHUB_REPOSITORY") or "github"
+        attempt = env.get("GITHUB_RUN_ATTEMPT") or "1"
         job = env.get("GITHUB_JOB")
         return f"{repository}#{run_id}.{attempt}" + (f":{job}" if job else "")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"local-{stamp}-{secrets.token_hex(4)}"
+    return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
 def batch_ecosystem(results: list[RecipeResult]) -> str:
@@ -50,7 +91,10 @@ def batch_ecosystem(results: list[RecipeResult]) -> str:
     return "mixed" if ecosystems else "unknown"
 
 
-def _runner_minutes(results: list[RecipeResult]) -> tuple[float, float]:
+def batch_totals(results: list[RecipeResult]) -> dict[str, Any]:
+    """The counts, success rate and runner minutes of a batch, as defined in the module docstring."""
+    counts = Counter(map(attrgetter("result"), results))
+    passed, failed = counts["passed"], counts["failed"]
     macos = linux = 0.0
     for row in results:
         if row.duration_seconds and row.platform:
@@ -59,7 +103,15 @@ def _runner_minutes(results: list[RecipeResult]) -> tuple[float, float]:
                 macos += row.duration_seconds
             elif platform.startswith("linux"):
                 linux += row.duration_seconds
-    return round(macos / 60, 4), round(linux / 60, 4)
+    return {
+        "total_recipes": len(results),
+        "passed": passed,
+        "failed": failed,
+        "skipped": counts["skipped"],
+        "success_rate": round(passed / (passed + failed), 4) if passed + failed else 0.0,
+        "macos_minutes": round(macos / 60, 4),
+        "linux_minutes": round(linux / 60, 4),
+    }
 
 
 def build_payload(
@@ -68,61 +120,71 @@ def build_payload(
     ecosystem: str | None = None,
     batch_id: str | None = None,
     started_at: str | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] = _NO_ENV,
     now: datetime | None = None,
 ) -> BatchPayload:
-    """Build the batch: a lone ready payload is sent as it is, anything else merged into one batch."""
-    now = now or datetime.now(UTC)
-    if started_at is not None and parse_timestamp(started_at) is None:
-        raise ValueError(
-            f"started-at {started_at!r} is not an RFC 3339 timestamp (e.g. 2026-02-19T14:31:25Z)"
-        )
-    if len(collection.payloads) == 1 and not collection.results:
-        ready = collection.payloads[0]
-        overrides = {
-            key: value
-            for key, value in (("batch_id", batch_id), ("ecosystem", ecosystem), ("started_at", started_at))
-            if value
-        }
-        return ready.model_copy(update=overrides) if overrides else ready
+    """The batch to send. `env` is where the default batch id looks for GitHub's variables.
 
-    results = [row for payload in collection.payloads for row in payload.results] + collection.results
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for row in results:
-        if row.result in counts:
-            counts[row.result] += 1
-    ran = counts["passed"] + counts["failed"]
-    macos_minutes, linux_minutes = _runner_minutes(results)
-    earliest = collection.earliest
+    Raises ValueError when `started_at` is given but is not RFC 3339.
+    """
+    now = now or datetime.now(UTC)
+    start = rfc3339(parse_rfc3339(started_at)) if started_at else None
+    if len(collection.payloads) == 1 and not collection.results:
+        return _complete(collection.payloads[0], ecosystem, batch_id, start, now)
+
+    results = [row for payload in collection.payloads for row in payload.results]
+    results += collection.results
     return BatchPayload(
-        batch_id=batch_id or default_batch_id(env if env is not None else os.environ),
+        batch_id=batch_id or default_batch_id(env),
         ecosystem=ecosystem or batch_ecosystem(results),
-        started_at=rfc3339(parse_timestamp(started_at) or now) if started_at else rfc3339(earliest or now),
+        started_at=start or rfc3339(collection.earliest or now),
         completed_at=rfc3339(now),
-        total_recipes=len(results),
-        passed=counts["passed"],
-        failed=counts["failed"],
-        skipped=counts["skipped"],
-        success_rate=round(counts["passed"] / ran, 4) if ran else 0.0,
-        macos_minutes=macos_minutes,
-        linux_minutes=linux_minutes,
         results=results,
+        **batch_totals(results),
     )
 
 
+def _complete(
+    ready: BatchPayload, ecosystem: str | None, batch_id: str | None, start: str | None, now: datetime
+) -> BatchPayload:
+    """A ready payload with what it lacks filled in and explicit arguments applied."""
+    update: dict[str, Any] = {
+        key: value for key, value in batch_totals(ready.results).items() if key not in ready.model_fields_set
+    }
+    if ready.completed_at is None:
+        update["completed_at"] = rfc3339(now)
+    explicit = {"batch_id": batch_id, "ecosystem": ecosystem, "started_at": start}
+    update.update({key: value for key, value in explicit.items() if value})
+    return ready.model_copy(update=update)
+
+
 def payload_bytes(payload: BatchPayload) -> bytes:
-    """Compact JSON, serialised by pydantic's Rust core; `null` fields are left out to keep it small."""
-    return payload.model_dump_json(exclude_none=True).encode()
+    """Compact JSON bytes straight from pydantic's Rust serialiser.
+
+    `null`s are left out (the endpoint reads a missing optional field as null): that
+    keeps large batches a third smaller.
+    """
+    return _PAYLOAD_ADAPTER.dump_json(payload, exclude_none=True)
 
 
 def write_payload(payload: BatchPayload, path: Path) -> bytes:
-    """Write atomically (temp file + rename), so a half-written payload is never left to re-send."""
+    """Write the payload atomically and return the bytes written.
+
+    The bytes go to a temporary file beside the target, are flushed to disk, and the
+    file is renamed over the target: a reader (or a later `batch-metrics upload`)
+    sees the old file or the whole new one, never half of it. Parent directories are
+    created. The file is made world-readable, as the payload holds no secret and a
+    container action writes it as root for later steps running as another user.
+    """
     body = payload_bytes(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(body)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
