@@ -8,26 +8,43 @@ and `null` in an optional number means "not given".
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 RESULT_VALUES = ("passed", "failed", "skipped")
+# Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
+MAX_COUNT = 2**31 - 1
+
+
+def _json_number(value: Any) -> Any:
+    """JSON numbers only: a boolean or a numeric string here is a client bug, refused with a 400 naming the field."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return value
 
 
 def _none_to_zero(value: Any) -> Any:
-    return 0 if value is None else value
+    return 0 if value is None else _json_number(value)
 
 
-Count = Annotated[int, BeforeValidator(_none_to_zero), Field(ge=0)]
-Minutes = Annotated[float, BeforeValidator(_none_to_zero), Field(ge=0)]
+_Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+_Minutes = Annotated[float, Field(ge=0)]
+_Rate = Annotated[float, Field(ge=0, le=1)]
+# `null` means "not given", stored as 0 as the Worker does; the JSON Schema says null is allowed.
+Count = Annotated[_Count, BeforeValidator(_none_to_zero, json_schema_input_type=_Count | None)]
+Minutes = Annotated[_Minutes, BeforeValidator(_none_to_zero, json_schema_input_type=_Minutes | None)]
+Rate = Annotated[_Rate, BeforeValidator(_none_to_zero, json_schema_input_type=_Rate | None)]
+# Strict (in Rust, per result row): JSON numbers only, integers included; no strings or booleans.
+Seconds = Annotated[float, Field(ge=0, strict=True)]
 RequiredText = Annotated[str, Field(min_length=1)]
 
 
 class RecipeResult(BaseModel):
     """One recipe (package) validated on one platform."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     recipe_name: RequiredText
     ecosystem: RequiredText
@@ -37,7 +54,7 @@ class RecipeResult(BaseModel):
     )
     error_category: str | None = None
     error_message: str | None = None
-    duration_seconds: Annotated[float, Field(ge=0)] | None = None
+    duration_seconds: Seconds | None = None
     platform: str | None = Field(
         default=None,
         description="Platform id such as `linux-alpine-musl-arm64`; unknown to the Worker, which ignores it.",
@@ -47,7 +64,7 @@ class RecipeResult(BaseModel):
 class BatchPayload(BaseModel):
     """One batch run and its per-recipe results."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     batch_id: RequiredText
     ecosystem: RequiredText
@@ -57,7 +74,7 @@ class BatchPayload(BaseModel):
     passed: Count = 0
     failed: Count = 0
     skipped: Count = 0
-    success_rate: Annotated[float, BeforeValidator(_none_to_zero), Field(ge=0, le=1)] = 0.0
+    success_rate: Rate = 0.0
     macos_minutes: Minutes = 0.0
     linux_minutes: Minutes = 0.0
     results: list[RecipeResult]
@@ -68,6 +85,59 @@ class BatchCreated(BaseModel):
 
     batch_run_id: int
     duplicate: bool = False
+
+
+class StoredResult(BaseModel):
+    """A stored result row, as the read API answers it."""
+
+    id: int
+    recipe_name: str
+    ecosystem: str
+    result: str
+    error_category: str | None
+    error_message: str | None
+    duration_seconds: float
+    platform: str | None
+
+
+class StoredRun(BaseModel):
+    """A stored batch run, as the read API answers it."""
+
+    id: int
+    batch_id: str
+    ecosystem: str
+    started_at: str
+    completed_at: str | None
+    total_recipes: int
+    passed: int
+    failed: int
+    skipped: int
+    success_rate: float
+    macos_minutes: float
+    linux_minutes: float
+    received_at: str | None = Field(description="When the endpoint stored it; null on rows from D1.")
+
+
+class StoredRunWithResults(StoredRun):
+    results: list[StoredResult]
+
+
+class RunPage(BaseModel):
+    """One page of runs, newest first."""
+
+    runs: list[StoredRun]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+
+
+class ServerError(BaseModel):
+    """A 500: nothing internal, only an id to find the details in the server's log."""
+
+    error: str
+    request_id: str
 
 
 RESULTS_ADAPTER: TypeAdapter[list[RecipeResult]] = TypeAdapter(list[RecipeResult])

@@ -1,15 +1,20 @@
 """The endpoint: a plain WSGI application, a drop-in for the Cloudflare Worker's `POST /batch-metrics`.
 
-Routes: `POST /batch-metrics`, `GET /health`, and a read API (`GET /batch-runs`,
-`GET /batch-runs/{id}`) behind the same bearer token. No framework: four routes
-do not need one, and the hot path (read body, validate in Rust, bulk insert)
-stays in plain sight. `serve()` runs it under waitress; any WSGI server works:
+Routes: `POST /batch-metrics`, `GET /health`, `GET /openapi.json`, and a read
+API (`GET /batch-runs`, `GET /batch-runs/{id}`) behind the same bearer token.
+No framework: five routes do not need one, and the hot path (read the body,
+validate it in Rust with pydantic, bulk insert) stays in plain sight.
+Answers mirror the Worker's: 201 `{"batch_run_id": N}`, plain-text
+`Bad request: <field> is required` and `Unauthorized`, JSON `{"error": ...}` on 500.
+
+`serve()` runs the app under waitress; any WSGI server works:
 
     gunicorn 'batch_metrics.server:app_from_env()'
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -26,35 +31,46 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
+import waitress.server
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.models import BatchCreated, BatchPayload
-from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, open_storage
+from batch_metrics.models import BatchPayload
+from batch_metrics.openapi import render_openapi
+from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, is_postgres_url, open_storage
 
 log = logging.getLogger("batch_metrics.server")
 access_log = logging.getLogger("batch_metrics.access")
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_DB = "batch-metrics.db"
+TOKEN_FILE_ENV = f"{TOKEN_ENV}_FILE"
+MAX_IDEMPOTENCY_KEY = 255
 _READ_CHUNK = 1024 * 1024
-_RUN_PATH = re.compile(r"^/batch-runs/(\d{1,18})$")
-
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-Response = tuple[int, Any]
+_RUN_PATH = re.compile(r"^/batch-runs/([0-9]{1,18})$")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_RUN_QUERY = {"batch_id", "ecosystem", "since", "until", "limit", "cursor"}
+# A JSON `\u0000` escape (an even number of backslashes before it): PostgreSQL text cannot hold NUL.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 _REASONS = {
     200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-    405: "Method Not Allowed", 413: "Content Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable",
+    405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
+    500: "Internal Server Error", 503: "Service Unavailable",
 }  # fmt: skip
+
+Storage = SQLiteStorage | PostgresStorage
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """An answer other than success; its message is shown to the client as plain text."""
+
+    def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = list(headers)
 
 
 def parse_tokens(text: str) -> list[str]:
@@ -63,6 +79,7 @@ def parse_tokens(text: str) -> list[str]:
 
 
 def load_tokens(token_file: str | None = None, env: dict[str, str] | None = None) -> list[str]:
+    """Tokens from `$BATCH_METRICS_TOKEN` and from a file (one per line); both may be given."""
     environ = os.environ if env is None else env
     tokens = parse_tokens(environ.get(TOKEN_ENV, ""))
     if token_file:
@@ -78,170 +95,188 @@ def _field_path(loc: Sequence[int | str]) -> str:
 
 
 def describe_error(error: ErrorDetails) -> str:
-    """The Worker's wording (`batch_id is required`), with the path of a nested field."""
+    """The Worker's wording (`batch_id is required`, `results[3].recipe_name is required`)."""
     where = _field_path(error["loc"])
     if error["type"] == "json_invalid":
         return "invalid JSON"
-    if error["type"] in ("model_type", "model_attributes_type", "dict_type") and not where:
+    if not where:
         return "the body must be a JSON object"
-    if error["type"] == "missing" or (error["type"] == "string_too_short" and error["input"] == ""):
+    if where == "results" and error["type"] in ("missing", "list_type"):
+        return "results array is required"
+    absent = error["type"] == "missing" or error["input"] is None
+    if absent or (error["type"] == "string_too_short" and error["input"] == ""):
         return f"{where} is required"
     return f"{where}: {error['msg']}"
 
 
+def _without_nul(body: bytes) -> bytes:
+    """NUL becomes U+FFFD on every backend alike; the cheap `in` test keeps the regex off normal bodies."""
+    return _NUL_ESCAPE.sub(rb"\1\\ufffd", body) if b"\\u0000" in body else body
+
+
 class BatchMetricsApp:
-    """The WSGI callable. Storage errors become a generic 500 with a request id; details go to the log."""
+    """The WSGI callable. Unexpected errors become a generic 500 with a request id; details go to the log."""
 
     def __init__(
-        self,
-        storage: SQLiteStorage | PostgresStorage,
-        tokens: Iterable[str],
-        *,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
+        self, storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY
     ) -> None:
         self.storage = storage
-        self.tokens = [token.encode() for token in tokens]
+        # Digests have one length, so comparing them reveals nothing about a token's length either.
+        self.token_digests = [hashlib.sha256(token.encode()).digest() for token in tokens]
         self.max_body_bytes = max_body_bytes
-        self.active = 0
-        self._active_lock = threading.Lock()
+        self.openapi = render_openapi().encode()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
-        with self._active_lock:
-            self.active += 1
+        environ["batch_metrics.body_bytes"] = 0
         try:
-            status, body = self.route(environ)
+            status, content_type, data, headers = self.route(environ)
         except HTTPError as error:
-            status, body = error.status, {"error": error.message}
+            status, content_type, data, headers = (
+                error.status,
+                "text/plain",
+                error.message.encode(),
+                error.headers,
+            )
         except Exception:
             log.exception("request %s failed", request_id)
-            status, body = 500, {"error": "Internal server error", "request_id": request_id}
-        finally:
-            with self._active_lock:
-                self.active -= 1
-        data = json.dumps(body).encode()
+            body = {"error": "Internal server error", "request_id": request_id}
+            status, content_type, data, headers = 500, "application/json", json.dumps(body).encode(), []
         headers = [
-            ("Content-Type", "application/json"),
+            *headers,
+            ("Content-Type", f"{content_type}; charset=utf-8"),
             ("Content-Length", str(len(data))),
             ("X-Request-Id", request_id),
         ]
-        if status == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="batch-metrics"'))
         start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        # Never the query string's neighbours or any header: the token stays out of the log.
         access_log.info(
-            '%s "%s %s" %d %d %.1fms id=%s',
+            '%s "%s %s" %d in=%d out=%d %.1fms id=%s',
             environ.get("REMOTE_ADDR", "-"),
             environ.get("REQUEST_METHOD", "-"),
             environ.get("PATH_INFO", "-"),
             status,
+            environ["batch_metrics.body_bytes"],
             len(data),
             (time.perf_counter() - started) * 1000,
             request_id,
         )
-        return [data]
+        return [data] if environ.get("REQUEST_METHOD") != "HEAD" else [b""]
 
-    def route(self, environ: dict[str, Any]) -> Response:
+    def route(self, environ: dict[str, Any]) -> tuple[int, str, bytes, list[tuple[str, str]]]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if path == "/health":
             self._allow(method, "GET", "HEAD")
             healthy = self.storage.healthy()
-            return (200, {"status": "ok"}) if healthy else (503, {"status": "unavailable"})
+            return _json(200 if healthy else 503, {"status": "ok" if healthy else "unavailable"})
+        if path == "/openapi.json":
+            self._allow(method, "GET", "HEAD")
+            return 200, "application/json", self.openapi, []
         if path == "/batch-metrics":
             self._allow(method, "POST")
             self._authorize(environ)
             return self._receive(environ)
         if path == "/batch-runs":
-            self._allow(method, "GET")
+            self._allow(method, "GET", "HEAD")
             self._authorize(environ)
-            return 200, self._list_runs(environ)
+            return _json(200, self._list_runs(environ))
         match = _RUN_PATH.match(path)
         if match:
-            self._allow(method, "GET")
+            self._allow(method, "GET", "HEAD")
             self._authorize(environ)
             run = self.storage.get_run(int(match.group(1)))
             if run is None:
                 raise HTTPError(404, "Not found")
-            return 200, run
+            return _json(200, run)
         raise HTTPError(404, "Not found")
 
     @staticmethod
     def _allow(method: str, *allowed: str) -> None:
         if method not in allowed:
-            raise HTTPError(405, f"Method not allowed; use {' or '.join(allowed)}")
+            raise HTTPError(405, "Method not allowed", [("Allow", ", ".join(allowed))])
 
     def _authorize(self, environ: dict[str, Any]) -> None:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, presented = header.partition(" ")
-        candidate = presented.strip().encode() if scheme.lower() == "bearer" else b""
-        # Compare against every token, without stopping early, so timing reveals nothing.
+        scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        candidate = hashlib.sha256(presented.strip().encode("latin-1")).digest()
+        # Compare with every configured token, without stopping at a match, so timing reveals nothing.
         matched = False
-        for token in self.tokens:
-            matched |= hmac.compare_digest(candidate, token)
-        if not (matched and candidate):
-            raise HTTPError(401, "Unauthorized")
+        for digest in self.token_digests:
+            matched |= hmac.compare_digest(candidate, digest)
+        if not (matched and scheme.lower() == "bearer" and presented.strip()):
+            raise HTTPError(401, "Unauthorized", [("WWW-Authenticate", 'Bearer realm="batch-metrics"')])
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
+        """The body, refused with 413 as soon as it is known to be over the limit (declared or read)."""
         limit = self.max_body_bytes
+        too_large = HTTPError(413, f"Payload too large: the limit is {limit} bytes")
         try:
             declared = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError as error:
             raise HTTPError(400, "Bad request: invalid Content-Length") from error
         if declared > limit:
-            raise HTTPError(413, f"Body larger than {limit} bytes")
+            raise too_large
         stream = environ["wsgi.input"]
         chunks: list[bytes] = []
         size = 0
         while declared < 0 or size < declared:
-            chunk = stream.read(min(_READ_CHUNK, declared - size) if declared >= 0 else _READ_CHUNK)
+            chunk = stream.read(_READ_CHUNK if declared < 0 else min(_READ_CHUNK, declared - size))
             if not chunk:
                 break
             size += len(chunk)
             if size > limit:
-                raise HTTPError(413, f"Body larger than {limit} bytes")
+                raise too_large
             chunks.append(chunk)
+        environ["batch_metrics.body_bytes"] = size
         body = b"".join(chunks)
-        encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
         if encoding == "gzip":
             return self._gunzip(body)
         if encoding not in ("", "identity"):
-            raise HTTPError(400, f"Bad request: unsupported Content-Encoding {encoding[:20]!r}")
+            raise HTTPError(415, "Unsupported Content-Encoding: send gzip or identity")
         return body
 
     def _gunzip(self, body: bytes) -> bytes:
+        """Inflate at most the body limit: a small gzip bomb costs us no more memory than a large body."""
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             data = inflater.decompress(body, self.max_body_bytes + 1)
         except zlib.error as error:
             raise HTTPError(400, "Bad request: invalid gzip body") from error
-        if len(data) > self.max_body_bytes or inflater.unconsumed_tail:
-            raise HTTPError(413, f"Decompressed body larger than {self.max_body_bytes} bytes")
-        if not inflater.eof:
-            raise HTTPError(400, "Bad request: truncated gzip body")
+        if len(data) > self.max_body_bytes:
+            raise HTTPError(413, f"Payload too large: inflated, the limit is {self.max_body_bytes} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise HTTPError(400, "Bad request: truncated gzip body or data after it")
         return data
 
-    def _receive(self, environ: dict[str, Any]) -> Response:
-        body = self._read_body(environ)
+    def _receive(self, environ: dict[str, Any]) -> tuple[int, str, bytes, list[tuple[str, str]]]:
+        key = environ.get("HTTP_IDEMPOTENCY_KEY", "").strip() or None
+        if key and len(key) > MAX_IDEMPOTENCY_KEY:
+            raise HTTPError(
+                400, f"Bad request: Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters"
+            )
+        body = _without_nul(self._read_body(environ))
         try:
             payload = BatchPayload.model_validate_json(body)
         except ValidationError as error:
             raise HTTPError(400, f"Bad request: {describe_error(error.errors()[0])}") from None
-        key = environ.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200] or None
         run_id, duplicate = self.storage.insert_batch(payload, key)
-        created = BatchCreated(batch_run_id=run_id, duplicate=duplicate)
-        return (200, created.model_dump()) if duplicate else (201, {"batch_run_id": run_id})
+        if duplicate:
+            return _json(200, {"batch_run_id": run_id, "duplicate": True})
+        return _json(201, {"batch_run_id": run_id})
 
     def _list_runs(self, environ: dict[str, Any]) -> dict[str, Any]:
-        query = {key: values[-1] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        try:
-            limit = int(query.get("limit", "50"))
-            cursor = int(query["cursor"]) if query.get("cursor") else None
-        except ValueError as error:
-            raise HTTPError(400, "Bad request: limit and cursor must be integers") from error
+        pairs = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        query = {key: values[-1] for key, values in pairs.items()}
+        unknown = sorted(set(query) - _RUN_QUERY)
+        if unknown:  # a misspelt filter would otherwise silently list everything
+            raise HTTPError(400, f"Bad request: unknown query parameter {unknown[0][:40]!r}")
+        limit = _query_number(query, "limit", 50)
         if not 1 <= limit <= 500:
             raise HTTPError(400, "Bad request: limit must be between 1 and 500")
-        runs = self.storage.list_runs(
+        cursor = _query_number(query, "cursor", None) if "cursor" in query else None
+        runs, next_id = self.storage.list_runs(
             RunFilter(
                 batch_id=query.get("batch_id"),
                 ecosystem=query.get("ecosystem"),
@@ -251,32 +286,122 @@ class BatchMetricsApp:
                 limit=limit,
             )
         )
-        next_cursor = str(runs[-1]["id"]) if len(runs) == limit else None
-        return {"runs": runs, "next_cursor": next_cursor}
+        return {"runs": runs, "next_cursor": None if next_id is None else str(next_id)}
+
+
+def _query_number(query: dict[str, str], name: str, default: int | None) -> int:
+    value = query.get(name)
+    if value is None and default is not None:
+        return default
+    if value is None or not _DIGITS.fullmatch(value):
+        raise HTTPError(400, f"Bad request: {name} must be a whole number of at most 18 digits")
+    return int(value)
+
+
+def _json(status: int, body: object) -> tuple[int, str, bytes, list[tuple[str, str]]]:
+    return status, "application/json", json.dumps(body, ensure_ascii=False).encode(), []
+
+
+class EndpointServer:
+    """waitress, its event loop run here so that stopping lets requests in flight finish.
+
+    waitress's own `run()` stops at once on a signal and drops responses not yet sent;
+    `stop()` (from any thread or a signal handler) instead closes the listening socket,
+    keeps serving the connections that have a request in progress, then shuts down.
+    """
+
+    def __init__(
+        self,
+        app: BatchMetricsApp,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+        *,
+        threads: int = 8,
+        channel_timeout: int = 120,
+    ) -> None:
+        self.server = waitress.server.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            # waitress refuses larger bodies itself (413) before buffering them.
+            max_request_body_size=app.max_body_bytes,
+            # Big reads, and bodies up to 16 MiB kept in memory rather than spilled to a temp file:
+            # a 100k-result batch (~11 MB) arrives several times faster.
+            recv_bytes=256 * 1024,
+            inbuf_overflow=16 * 1024 * 1024,
+            channel_timeout=channel_timeout,
+            ident="batch-metrics",
+            clear_untrusted_proxy_headers=True,
+        )
+        self._stopping = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.effective_port)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.server.pull_trigger()  # wake the loop now, not at its next timeout
+
+    def _busy(self) -> bool:
+        return any(
+            channel.request is not None or channel.requests or channel.total_outbufs_len
+            for channel in list(self.server.active_channels.values())
+        )
+
+    def run(self, drain_seconds: float = 30.0) -> None:
+        server = self.server
+        while not self._stopping.is_set():
+            server.asyncore.loop(timeout=1.0, map=server._map, use_poll=True, count=1)
+        server.accepting = False
+        server.del_channel()
+        server.socket.close()
+        deadline = time.monotonic() + drain_seconds
+        while True:  # at least once: bytes that arrived with the signal are read before deciding
+            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+            if not self._busy() or time.monotonic() > deadline:
+                break
+        for channel in list(server.active_channels.values()):
+            channel.handle_close()
+        server.trigger.close()
+        server.task_dispatcher.shutdown(timeout=max(deadline - time.monotonic(), 1.0))
 
 
 def database_target(db: str | None) -> str:
+    """`--db`, else `$DATABASE_URL`, else `batch-metrics.db` in the working directory."""
     return db or os.environ.get("DATABASE_URL") or DEFAULT_DB
 
 
 def create_app(
-    storage: SQLiteStorage | PostgresStorage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY
+    storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY
 ) -> BatchMetricsApp:
     return BatchMetricsApp(storage, tokens, max_body_bytes=max_body_bytes)
 
 
-def app_from_env() -> BatchMetricsApp:
-    """For WSGI servers: database from $DATABASE_URL, tokens from $BATCH_METRICS_TOKEN (and $..._FILE)."""
-    storage = open_storage(database_target(None))
-    storage.migrate()
-    tokens = load_tokens(os.environ.get(f"{TOKEN_ENV}_FILE"))
+def _start(db: str | None, token_file: str | None, max_body_bytes: int, pool_size: int) -> BatchMetricsApp:
+    target = database_target(db)
+    storage = open_storage(target, pool_size=pool_size)
+    applied = storage.migrate()
+    log.info(
+        "database %s, migrations applied: %s",
+        "PostgreSQL" if is_postgres_url(target) else target,  # a URL may carry a password
+        ", ".join(map(str, applied)) or "none needed",
+    )
+    tokens = load_tokens(token_file)
     if not tokens:
-        log.warning("no token configured: every request that needs one will get 401")
-    return create_app(storage, tokens)
+        log.warning("no token configured (set %s or a token file): every upload will get 401", TOKEN_ENV)
+    return create_app(storage, tokens, max_body_bytes=max_body_bytes)
+
+
+def app_from_env() -> BatchMetricsApp:
+    """For other WSGI servers: `$DATABASE_URL`, `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`."""
+    return _start(None, os.environ.get(TOKEN_FILE_ENV), DEFAULT_MAX_BODY, pool_size=8)
 
 
 def migrate(db: str | None) -> list[int]:
-    storage = open_storage(database_target(db))
+    """Apply the migrations the database lacks (`batch-metrics migrate`); their numbers."""
+    storage = open_storage(database_target(db), pool_size=1)
     try:
         return storage.migrate()
     finally:
@@ -293,50 +418,20 @@ def serve(
     threads: int = 8,
     drain_seconds: float = 30.0,
 ) -> None:
-    """Run under waitress until SIGTERM/SIGINT; then stop accepting and let requests in flight finish."""
-    import waitress.server
-
+    """Run under waitress until SIGTERM/SIGINT, then finish the requests in flight and exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    target = database_target(db)
-    storage = open_storage(target)
-    applied = storage.migrate()
-    tokens = load_tokens(token_file)
-    if not tokens:
-        log.warning("no token configured (set %s or --token-file): uploads will get 401", TOKEN_ENV)
-    app = create_app(storage, tokens, max_body_bytes=max_body_bytes)
-    server = waitress.server.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        max_request_body_size=max_body_bytes + 1,
-        channel_timeout=120,
-        ident="batch-metrics",
-        clear_untrusted_proxy_headers=True,
-    )
-    shown_db = target if not target.startswith(("postgresql://", "postgres://")) else "PostgreSQL"
-    log.info(
-        "serving on http://%s:%s, database %s, migrations applied: %s",
-        host,
-        server.effective_port,
-        shown_db,
-        applied or "none",
-    )
+    app = _start(db, token_file or os.environ.get(TOKEN_FILE_ENV), max_body_bytes, pool_size=threads)
+    endpoint = EndpointServer(app, host, port, threads=threads)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: no longer accepting; letting requests in flight finish", signum)
-        raise KeyboardInterrupt
+        log.info("signal %d: no longer accepting; finishing the requests in flight", signum)
+        endpoint.stop()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving on http://%s:%d", host, endpoint.port)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        endpoint.run(drain_seconds)
     finally:
-        server.close()
-        deadline = time.monotonic() + drain_seconds
-        while app.active and time.monotonic() < deadline:
-            time.sleep(0.05)
-        server.task_dispatcher.shutdown(timeout=max(deadline - time.monotonic(), 0.1))
-        storage.close()
+        app.storage.close()
         log.info("stopped")

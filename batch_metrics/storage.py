@@ -1,20 +1,24 @@
-"""Storage for the endpoint: SQLite (embedded default) or PostgreSQL, same schema, same behaviour.
+"""Storage for the endpoint: SQLite (embedded default) or PostgreSQL, same schema, same SQL, same behaviour.
 
 Migration 1 is the Cloudflare Worker's D1 schema, column for column, so data
 and queries carry over; later migrations add what the Worker lacks. A batch is
 stored in one transaction — the run row and every result row, or nothing — and
-an `Idempotency-Key` seen before returns the stored run instead of a new one.
+an `Idempotency-Key` seen before returns the stored run instead of a new one
+(a UNIQUE index decides, so two racing deliveries still store one run).
+The dialects differ only in how a transaction is opened and how result rows
+are bulk-loaded (`executemany` on SQLite, `COPY` on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from batch_metrics.models import BatchPayload
 
@@ -30,30 +34,32 @@ RESULT_COLUMNS = (
     "batch_run_id", "recipe_name", "ecosystem", "result", "error_category", "error_message",
     "duration_seconds", "platform",
 )  # fmt: skip
-_D1_TABLES = """
+# The Worker's telemetry/migrations/0001_batch_metrics_schema.sql with the types spelled per dialect.
+_D1_SCHEMA = """
 CREATE TABLE batch_runs (
-  id {pk},
-  batch_id TEXT NOT NULL,
-  ecosystem TEXT NOT NULL,
-  started_at TEXT NOT NULL,
-  completed_at TEXT,
-  total_recipes INTEGER NOT NULL DEFAULT 0,
-  passed INTEGER NOT NULL DEFAULT 0,
-  failed INTEGER NOT NULL DEFAULT 0,
-  skipped INTEGER NOT NULL DEFAULT 0,
-  success_rate {real} NOT NULL DEFAULT 0.0,
-  macos_minutes {real} NOT NULL DEFAULT 0.0,
-  linux_minutes {real} NOT NULL DEFAULT 0.0
+    id {pk},
+    batch_id TEXT NOT NULL,
+    ecosystem TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    completed_at TEXT,
+    total_recipes INTEGER NOT NULL DEFAULT 0,
+    passed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    success_rate {real} NOT NULL DEFAULT 0.0,
+    macos_minutes {real} NOT NULL DEFAULT 0.0,
+    linux_minutes {real} NOT NULL DEFAULT 0.0
 );
 CREATE TABLE recipe_results (
-  id {pk},
-  batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
-  recipe_name TEXT NOT NULL,
-  ecosystem TEXT NOT NULL,
-  result TEXT NOT NULL,
-  error_category TEXT,
-  error_message TEXT,
-  duration_seconds {real} NOT NULL DEFAULT 0.0
+    id {pk},
+    batch_run_id {fk} NOT NULL,
+    recipe_name TEXT NOT NULL,
+    ecosystem TEXT NOT NULL,
+    result TEXT NOT NULL,
+    error_category TEXT,
+    error_message TEXT,
+    duration_seconds {real} NOT NULL DEFAULT 0.0,
+    FOREIGN KEY (batch_run_id) REFERENCES batch_runs(id)
 );
 CREATE INDEX idx_batch_runs_batch_id ON batch_runs(batch_id);
 CREATE INDEX idx_batch_runs_ecosystem ON batch_runs(ecosystem);
@@ -68,7 +74,7 @@ _DIALECT_TYPES = {
 }  # fmt: skip
 # Numbered and append-only: a deployed database has applied some prefix of this list.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, _D1_TABLES),
+    (1, _D1_SCHEMA),
     (2, "ALTER TABLE recipe_results ADD COLUMN platform TEXT;"),
     (
         3,
@@ -77,25 +83,31 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         "CREATE UNIQUE INDEX idx_batch_runs_idempotency_key ON batch_runs(idempotency_key);",
     ),
 )
+_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+)
+_RUN_INSERT = (
+    f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at) "
+    f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 2))}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+_RUN_SELECT = f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at FROM batch_runs"
+_RESULT_SELECT = (
+    f"SELECT id, {', '.join(RESULT_COLUMNS[1:])} FROM recipe_results "
+    "WHERE batch_run_id = {mark} ORDER BY id"
+)
 
 
 @dataclass(frozen=True)
 class RunFilter:
+    """Filters of `GET /batch-runs`; `since`/`until` compare with `started_at` as RFC 3339 text."""
+
     batch_id: str | None = None
     ecosystem: str | None = None
     since: str | None = None
     until: str | None = None
     before_id: int | None = None
     limit: int = 50
-
-
-class Storage(Protocol):
-    def migrate(self) -> list[int]: ...
-    def insert_batch(self, payload: BatchPayload, idempotency_key: str | None) -> tuple[int, bool]: ...
-    def list_runs(self, query: RunFilter) -> list[dict[str, Any]]: ...
-    def get_run(self, run_id: int) -> dict[str, Any] | None: ...
-    def healthy(self) -> bool: ...
-    def close(self) -> None: ...
 
 
 def _statements(script: str) -> list[str]:
@@ -106,15 +118,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _run_values(payload: BatchPayload) -> tuple[Any, ...]:
+def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any, ...]:
     return (
         payload.batch_id, payload.ecosystem, payload.started_at, payload.completed_at, payload.total_recipes,
         payload.passed, payload.failed, payload.skipped, payload.success_rate, payload.macos_minutes,
-        payload.linux_minutes,
+        payload.linux_minutes, idempotency_key, _now(),
     )  # fmt: skip
 
 
-def _result_rows(run_id: int, payload: BatchPayload) -> list[tuple[Any, ...]]:
+def result_rows(run_id: int, payload: BatchPayload) -> list[tuple[Any, ...]]:
+    """Rows in RESULT_COLUMNS order; one comprehension, the only per-row Python work of an upload."""
     return [
         (run_id, r.recipe_name, r.ecosystem, r.result, r.error_category, r.error_message,
          r.duration_seconds or 0.0, r.platform)
@@ -135,43 +148,148 @@ def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(f"{column} {operator} {mark}")
             params.append(value)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return where, params
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
-_RUN_SELECT = "SELECT id, " + ", ".join(RUN_COLUMNS) + ", received_at FROM batch_runs"
-_RESULT_SELECT = (
-    "SELECT id, recipe_name, ecosystem, result, error_category, error_message, duration_seconds, platform "
-    "FROM recipe_results WHERE batch_run_id = {mark} ORDER BY id"
-)
+def _dicts(cursor: Any) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-class SQLiteStorage:
-    """One connection per thread; writers serialised by a lock and BEGIN IMMEDIATE, so never 'locked'."""
+class SQLStorage(ABC):
+    """What both dialects share: migrations, the idempotent insert, and the read queries."""
+
+    dialect: ClassVar[str]
+    mark: ClassVar[str]  # the driver's placeholder
+    errors: tuple[type[Exception], ...]  # what the driver raises when the database is unusable
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A connection inside a write transaction: committed on exit, rolled back on an exception."""
+
+    @abstractmethod
+    def _reader(self) -> AbstractContextManager[Any]:
+        """A connection for reading."""
+
+    @abstractmethod
+    def _insert_results(self, db: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Bulk-load result rows inside the open transaction."""
+
+    @abstractmethod
+    def _has_table(self, db: Any, name: str) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection."""
+
+    @abstractmethod
+    def _lock_migrations(self, db: Any) -> None:
+        """Keep several processes that start together from migrating at once."""
+
+    def _sql(self, template: str) -> str:
+        return template.format(mark=self.mark)
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks, in one transaction; their numbers."""
+        applied: list[int] = []
+        with self._transaction() as db:
+            self._lock_migrations(db)
+            db.execute(_MIGRATIONS_TABLE)
+            done = {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
+            # Tables made by the Worker's own D1 migration (an imported export) are adopted as migration 1.
+            adopt_d1 = not done and self._has_table(db, "batch_runs")
+            for version, script in MIGRATIONS:
+                if version in done:
+                    continue
+                if not (adopt_d1 and version == 1):
+                    for statement in _statements(script.format(**_DIALECT_TYPES[self.dialect])):
+                        db.execute(statement)
+                    applied.append(version)
+                db.execute(
+                    self._sql("INSERT INTO schema_migrations VALUES ({mark}, {mark})"), (version, _now())
+                )
+        return applied
+
+    def insert_batch(self, payload: BatchPayload, idempotency_key: str | None) -> tuple[int, bool]:
+        """Store the run and its results together; (run id, True) when the key was already stored."""
+        with self._transaction() as db:
+            row = db.execute(self._sql(_RUN_INSERT), _run_values(payload, idempotency_key)).fetchone()
+            if row is None:
+                existing = db.execute(
+                    self._sql("SELECT id FROM batch_runs WHERE idempotency_key = {mark}"), (idempotency_key,)
+                ).fetchone()
+                return int(existing[0]), True
+            run_id = int(row[0])
+            if payload.results:
+                self._insert_results(db, result_rows(run_id, payload))
+        return run_id, False
+
+    def list_runs(self, query: RunFilter) -> tuple[list[dict[str, Any]], int | None]:
+        """Up to `limit` runs, newest first, and the cursor of the next page (None on the last)."""
+        where, params = _filter_sql(query, self.mark)
+        with self._reader() as db:
+            runs = _dicts(db.execute(f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT {self.mark}",
+                                     (*params, query.limit + 1)))  # fmt: skip
+        if len(runs) > query.limit:
+            return runs[: query.limit], int(runs[query.limit - 1]["id"])
+        return runs, None
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        with self._reader() as db:
+            runs = _dicts(db.execute(self._sql(f"{_RUN_SELECT} WHERE id = {{mark}}"), (run_id,)))
+            if not runs:
+                return None
+            run = runs[0]
+            run["results"] = _dicts(db.execute(self._sql(_RESULT_SELECT), (run_id,)))
+        return run
+
+    def healthy(self) -> bool:
+        """The database answers and has been migrated."""
+        try:
+            with self._reader() as db:
+                db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        except self.errors:
+            return False
+        return True
+
+
+class SQLiteStorage(SQLStorage):
+    """One connection per thread; writers serialised by a lock and BEGIN IMMEDIATE, so never 'locked'.
+
+    The lock orders this process's writers; BEGIN IMMEDIATE plus the busy timeout
+    orders them against other processes sharing the file (WAL lets readers go on).
+    """
 
     dialect = "sqlite"
+    mark = "?"
+    errors = (sqlite3.Error,)
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout_seconds: float = 60.0) -> None:
         self.path = path
+        self.busy_timeout_seconds = busy_timeout_seconds
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_seconds
+            )
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=60000")
+            connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_seconds * 1000)}")
             connection.execute("PRAGMA foreign_keys=ON")
+            # With WAL, NORMAL survives a crashed process (kill -9); a power cut may lose the last commits.
             connection.execute("PRAGMA synchronous=NORMAL")
-            connection.row_factory = sqlite3.Row
             self._local.connection = connection
-            self._connections.append(connection)
+            with self._connections_lock:
+                self._connections.append(connection)
         return connection
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection()
         with self._write_lock:
             connection.execute("BEGIN IMMEDIATE")
@@ -182,160 +300,85 @@ class SQLiteStorage:
                 raise
             connection.execute("COMMIT")
 
-    def migrate(self) -> list[int]:
-        applied: list[int] = []
-        with self._write() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
-            )
-            done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            for version, script in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in _statements(script.format(**_DIALECT_TYPES["sqlite"])):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now()))
-                applied.append(version)
-        return applied
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        yield self._connection()
 
-    def insert_batch(self, payload: BatchPayload, idempotency_key: str | None) -> tuple[int, bool]:
-        with self._write() as db:
-            if idempotency_key:
-                row = db.execute(
-                    "SELECT id FROM batch_runs WHERE idempotency_key = ?", (idempotency_key,)
-                ).fetchone()
-                if row:
-                    return int(row[0]), True
-            cursor = db.execute(
-                f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at) "
-                f"VALUES ({', '.join('?' * (len(RUN_COLUMNS) + 2))})",
-                (*_run_values(payload), idempotency_key, _now()),
-            )
-            run_id = int(cursor.lastrowid or 0)
-            db.executemany(
-                f"INSERT INTO recipe_results ({', '.join(RESULT_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
-                _result_rows(run_id, payload),
-            )
-        return run_id, False
+    def _lock_migrations(self, db: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, which every write transaction starts with, already excludes other writers."""
 
-    def list_runs(self, query: RunFilter) -> list[dict[str, Any]]:
-        where, params = _filter_sql(query, "?")
-        rows = self._connection().execute(
-            f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT ?", (*params, query.limit)
+    def _has_table(self, db: sqlite3.Connection, name: str) -> bool:
+        return (
+            db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+            is not None
         )
-        return [dict(row) for row in rows]
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        db = self._connection()
-        row = db.execute(f"{_RUN_SELECT} WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            return None
-        run = dict(row)
-        run["results"] = [dict(result) for result in db.execute(_RESULT_SELECT.format(mark="?"), (run_id,))]
-        return run
-
-    def healthy(self) -> bool:
-        try:
-            self._connection().execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchall()
-        except sqlite3.Error:
-            return False
-        return True
+    def _insert_results(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        db.executemany(
+            f"INSERT INTO recipe_results ({', '.join(RESULT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
+            rows,
+        )
 
     def close(self) -> None:
-        for connection in self._connections:
-            connection.close()
-        self._connections.clear()
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
 
 
-class PostgresStorage:
-    """psycopg 3 with a small pool; results go in with COPY inside the run's transaction."""
+class PostgresStorage(SQLStorage):
+    """psycopg 3 with a small pool (one connection per server thread); results go in with COPY."""
 
     dialect = "postgresql"
+    mark = "%s"
+    _MIGRATION_LOCK = 727270  # any constant: one migrator at a time across processes
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, wait_seconds: float = 30.0) -> None:
+        import psycopg
         from psycopg_pool import ConnectionPool
 
+        self.errors = (psycopg.Error,)  # the pool's timeout is a psycopg.OperationalError too
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=True, timeout=30
+            url, min_size=1, max_size=pool_size, open=True, timeout=wait_seconds, name="batch-metrics"
         )
+        self.read_wait_seconds = min(wait_seconds, 10.0)
 
-    def migrate(self) -> list[int]:
-        applied: list[int] = []
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
         with self.pool.connection() as db, db.transaction():
-            # One migrator at a time, even with several servers starting together.
-            db.execute("SELECT pg_advisory_xact_lock(727270)")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
-            )
-            done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            for version, script in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in _statements(script.format(**_DIALECT_TYPES["postgresql"])):
-                    db.execute(statement.encode())
-                db.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, _now()))
-                applied.append(version)
-        return applied
+            yield db
 
-    def insert_batch(self, payload: BatchPayload, idempotency_key: str | None) -> tuple[int, bool]:
-        with self.pool.connection() as db, db.transaction():
-            row = db.execute(
-                f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at) "
-                f"VALUES ({', '.join(['%s'] * (len(RUN_COLUMNS) + 2))}) "
-                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                (*_run_values(payload), idempotency_key, _now()),
-            ).fetchone()
-            if row is None:
-                existing = db.execute(
-                    "SELECT id FROM batch_runs WHERE idempotency_key = %s", (idempotency_key,)
-                ).fetchone()
-                if existing is None:  # the conflicting run was deleted between the two statements
-                    raise RuntimeError("idempotency key conflicted with a run that no longer exists")
-                return int(existing[0]), True
-            run_id = int(row[0])
-            with (
-                db.cursor() as cursor,
-                cursor.copy(f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as copy,
-            ):
-                for values in _result_rows(run_id, payload):
-                    copy.write_row(values)
-        return run_id, False
+    @contextmanager
+    def _reader(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection(timeout=self.read_wait_seconds) as db:
+            yield db
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        from psycopg.rows import dict_row
+    def _lock_migrations(self, db: psycopg.Connection[Any]) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (self._MIGRATION_LOCK,))
 
-        with self.pool.connection() as db, db.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(sql.encode(), params)
-            return list(cursor.fetchall())
+    def _has_table(self, db: psycopg.Connection[Any], name: str) -> bool:
+        row = db.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        return row is not None and row[0] is not None
 
-    def list_runs(self, query: RunFilter) -> list[dict[str, Any]]:
-        where, params = _filter_sql(query, "%s")
-        return self._rows(f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT %s", (*params, query.limit))
-
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        runs = self._rows(f"{_RUN_SELECT} WHERE id = %s", (run_id,))
-        if not runs:
-            return None
-        run = runs[0]
-        run["results"] = self._rows(_RESULT_SELECT.format(mark="%s"), (run_id,))
-        return run
-
-    def healthy(self) -> bool:
-        import psycopg
-
-        try:
-            self._rows("SELECT 1 AS ok FROM schema_migrations LIMIT 1", ())
-        except (psycopg.Error, OSError):
-            return False
-        return True
+    def _insert_results(self, db: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        with db.cursor() as cursor, cursor.copy(_COPY_RESULTS) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def close(self) -> None:
         self.pool.close()
 
 
-def open_storage(target: str) -> SQLiteStorage | PostgresStorage:
+_COPY_RESULTS = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN".encode()
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_storage(target: str, *, pool_size: int = 8) -> SQLiteStorage | PostgresStorage:
     """A SQLite file path (or `sqlite:///path`) or a `postgresql://` URL."""
-    if target.startswith(("postgresql://", "postgres://")):
-        return PostgresStorage(target)
-    return SQLiteStorage(target.removeprefix("sqlite:///") if target.startswith("sqlite:///") else target)
+    if is_postgres_url(target):
+        return PostgresStorage(target, pool_size=pool_size)
+    return SQLiteStorage(target.removeprefix("sqlite:///"))

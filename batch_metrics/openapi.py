@@ -1,0 +1,199 @@
+"""The endpoint's OpenAPI 3.1 document, generated from the wire models and the routes below.
+
+`schema/openapi.json` is this document, committed; a test fails when it drifts.
+Regenerate it with `python -m batch_metrics.openapi`. The server also serves it
+at `GET /openapi.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from batch_metrics import __version__
+from batch_metrics.models import (
+    BatchCreated,
+    BatchPayload,
+    Health,
+    RunPage,
+    ServerError,
+    StoredRunWithResults,
+)
+
+OPENAPI_PATH = Path("schema") / "openapi.json"
+_MODELS = (BatchPayload, BatchCreated, RunPage, StoredRunWithResults, Health, ServerError)
+_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _ref(model: type) -> dict[str, str]:
+    return {"$ref": _REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _json(model: type, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _text(description: str) -> dict[str, Any]:
+    """Errors other than 500 are plain text, as the Worker answers them (`Bad request: ...`)."""
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+_SERVER_ERROR = _json(
+    ServerError, "Unexpected failure; the details are in the server log, under `request_id`."
+)
+_UNAUTHORIZED = _text("Missing or wrong bearer token (also when the server has none configured).")
+_READ_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "batch_id",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Only runs of this batch.",
+    },
+    {"name": "ecosystem", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "since",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Runs with `started_at` at or after this RFC 3339 time (compared as text).",
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Runs with `started_at` before this RFC 3339 time (compared as text).",
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "description": "`next_cursor` of the previous page.",
+    },
+]
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/batch-metrics": {
+            "post": {
+                "operationId": "uploadBatch",
+                "summary": "Store one batch run and its results (drop-in for the Cloudflare Worker's route).",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {"type": "string", "maxLength": 255},
+                        "description": "Same key as a stored batch: that batch's id comes back (200) and "
+                        "nothing is written. The uploader derives it from the body.",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "description": "Any content type is read as JSON (curl's default form type too). "
+                    "With `Content-Encoding: gzip` the body is inflated, up to the body size limit.",
+                    "content": {"application/json": {"schema": _ref(BatchPayload)}},
+                },
+                "responses": {
+                    "201": _json(BatchCreated, 'Stored: `{"batch_run_id": N}`.'),
+                    "200": _json(
+                        BatchCreated, "Already stored under this Idempotency-Key (`duplicate: true`)."
+                    ),
+                    "400": _text("`Bad request: <field> is required`, `Bad request: invalid JSON`, ..."),
+                    "401": _UNAUTHORIZED,
+                    "413": _text("Body (or inflated gzip body) over the limit, 64 MiB by default."),
+                    "415": _text("A Content-Encoding other than gzip or identity."),
+                    "500": _SERVER_ERROR,
+                },
+            }
+        },
+        "/batch-runs": {
+            "get": {
+                "operationId": "listRuns",
+                "summary": "Stored runs, newest first, one page at a time.",
+                "security": [{"bearer": []}],
+                "parameters": _READ_PARAMETERS,
+                "responses": {
+                    "200": _json(RunPage, "A page of runs."),
+                    "400": _text("A bad `limit` or `cursor`."),
+                    "401": _UNAUTHORIZED,
+                    "500": _SERVER_ERROR,
+                },
+            }
+        },
+        "/batch-runs/{id}": {
+            "get": {
+                "operationId": "getRun",
+                "summary": "One run with all its results.",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999},
+                    }
+                ],
+                "responses": {
+                    "200": _json(StoredRunWithResults, "The run and its results."),
+                    "401": _UNAUTHORIZED,
+                    "404": _text("No such run."),
+                    "500": _SERVER_ERROR,
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Whether the database answers (no token needed).",
+                "security": [],
+                "responses": {
+                    "200": _json(Health, "The database answers."),
+                    "503": _json(Health, "The database does not answer."),
+                },
+            }
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(model, "serialization" if model is not BatchPayload else "validation") for model in _MODELS],
+        ref_template=_REF_TEMPLATE,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "batch-metrics endpoint",
+            "version": __version__,
+            "description": "Stores CI batch results in SQLite or PostgreSQL; wire compatible with tsuku's "
+            "Cloudflare Worker `POST /batch-metrics`.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8787"}],
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def render_openapi() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def write_openapi(path: Path = OPENAPI_PATH) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_openapi(), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    print(write_openapi())
