@@ -19,7 +19,7 @@ MAX_COUNT = 2**31 - 1
 
 
 def _json_number(value: Any) -> Any:
-    """JSON numbers only: a boolean or a numeric string here is a client bug, refused with a 400 naming the field."""
+    """JSON numbers only: a boolean or numeric string is a client bug, refused with a 400 naming it."""
     if isinstance(value, bool | str):
         raise PydanticCustomError("number_type", "Input should be a number")
     return value
