@@ -275,9 +275,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from batch_metrics.openapi import write_openapi
     from batch_metrics.schema import write_schema
 
-    print(write_schema(Path(args.path)) if args.path else write_schema())
+    if args.path:
+        print(write_schema(Path(args.path)))
+    else:
+        print(write_schema())
+        print(write_openapi())
     return 0
 
 
@@ -347,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--db", help=db_help)
     mig.set_defaults(handler=cmd_migrate)
 
-    schema = commands.add_parser("schema", help="write the payload JSON Schema")
-    schema.add_argument("path", nargs="?", help="output file (default: schema/batch-payload.schema.json)")
+    schema = commands.add_parser("schema", help="write the payload JSON Schema and the OpenAPI document")
+    schema.add_argument("path", nargs="?", help="write only the payload schema, to this file")
     schema.set_defaults(handler=cmd_schema)
     return parser
 
