@@ -7,7 +7,6 @@ at `GET /openapi.json`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from batch_metrics.models import (
     ServerError,
     StoredRunWithResults,
 )
+from batch_metrics.schema import render_document, write_document
 
 OPENAPI_PATH = Path("schema") / "openapi.json"
 _MODELS = (BatchPayload, BatchCreated, RunPage, StoredRunWithResults, Health, ServerError)
@@ -186,13 +186,11 @@ def openapi_document() -> dict[str, Any]:
 
 
 def render_openapi() -> str:
-    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    return render_document(openapi_document())
 
 
 def write_openapi(path: Path = OPENAPI_PATH) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_openapi(), encoding="utf-8")
-    return path
+    return write_document(render_openapi(), path)
 
 
 if __name__ == "__main__":

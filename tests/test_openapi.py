@@ -19,7 +19,7 @@ SCHEMA = schemathesis.openapi.from_path(ROOT / OPENAPI_PATH)
 
 def test_committed_document_matches_the_models() -> None:
     committed = (ROOT / OPENAPI_PATH).read_text(encoding="utf-8")
-    assert committed == render_openapi(), "openapi.json drifted: run `python -m batch_metrics.openapi`"
+    assert committed == render_openapi(), "openapi.json drifted: run `batch-metrics schema`"
 
 
 @pytest.fixture(scope="module")
