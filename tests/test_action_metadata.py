@@ -24,7 +24,7 @@ from packaging.version import Version
 from pytest_httpserver import HTTPServer
 
 from batch_metrics.github import INPUT_DEFAULTS, OUTPUT_NAMES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, parse_outputs
 
 TOOLS = Path(sys.executable).parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -265,20 +265,6 @@ def run_step(
         check=False,
     )
     return StepRun(proc.returncode, proc.stdout + proc.stderr, parse_outputs(output.read_text()))
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """$GITHUB_OUTPUT as the runner reads it: `name=value` lines and `name<<DELIMITER` blocks."""
-    outputs: dict[str, str] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            outputs[name] = "\n".join(iter(lines.__next__, delimiter))
-        else:
-            name, value = line.split("=", 1)
-            outputs[name] = value
-    return outputs
 
 
 def install_env(tmp_path: Path, path: str, action_path: Path = ROOT) -> dict[str, str]:

@@ -25,8 +25,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from batch_metrics.schema import render_schema
-from tests.conftest import ROOT
-from tests.test_github import parse_command, parse_outputs
+from tests.conftest import ROOT, parse_outputs
+from tests.test_github import parse_command
 
 TOKEN = "cli-tok-3b7e91-never-print-me"
 ROWS = [

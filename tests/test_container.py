@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, parse_outputs
 
 IMAGE = "batch-metrics:test"
 BASE_IMAGE = "localhost/python-standin"
@@ -42,20 +42,6 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             instruction, _, arguments = line.strip().partition(" ")
             pairs.append((instruction.upper(), arguments.strip()))
     return pairs
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """$GITHUB_OUTPUT as the runner reads it: `name<<DELIMITER` blocks (and plain `name=value`)."""
-    outputs: dict[str, str] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        if "<<" in line:
-            name, delimiter = line.split("<<", 1)
-            outputs[name] = "\n".join(iter(lines.__next__, delimiter))
-        else:
-            name, value = line.split("=", 1)
-            outputs[name] = value
-    return outputs
 
 
 def github_dirs(tmp_path: Path, shared_fixtures: Path) -> dict[str, Path]:

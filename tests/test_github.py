@@ -30,6 +30,7 @@ from batch_metrics.github import (
     write_summary,
 )
 from batch_metrics.models import BatchPayload, RecipeResult
+from tests.conftest import parse_outputs
 
 TOKEN = "tok-9c1e-never-print-me"
 HOSTILE = (
@@ -55,25 +56,6 @@ def parse_command(line: str) -> tuple[str, dict[str, str], str]:
 
     properties = dict(item.split("=", 1) for item in raw_properties.split(",")) if raw_properties else {}
     return name, {key: unescape(value) for key, value in properties.items()}, unescape(message)
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """$GITHUB_OUTPUT as the runner reads it: `name<<DELIMITER`, value lines, `DELIMITER`."""
-    outputs: dict[str, str] = {}
-    lines = iter(text.split("\n"))
-    for line in lines:
-        if not line:
-            continue
-        name, delimiter = line.split("<<", 1)
-        value: list[str] = []
-        for body in lines:
-            if body == delimiter:
-                break
-            value.append(body)
-        else:
-            raise AssertionError(f"output {name}: delimiter {delimiter} never closed")
-        outputs[name] = "\n".join(value)
-    return outputs
 
 
 def render(markdown: str) -> str:
