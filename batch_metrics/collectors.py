@@ -500,22 +500,49 @@ class JunitCollector:
             suite_starts += [0] if root.tag == "testsuite" else []
             for event, element in events:
                 tag = element.tag
-                if event == "start":
-                    if tag == "testsuite":
-                        suite_starts.append(len(rows.rows))
-                elif tag == "testcase":
-                    rows.add(None, self._row(element, rows))
-                    element.clear()
+                if tag == "testcase":
+                    if event == "end":
+                        rows.rows.append(self._row(element, rows))
+                        rows.lines.append(None)
+                        element.clear()
                 elif tag == "testsuite":
-                    self._end_suite(element, rows, suite_starts.pop())
-                    element.clear()
+                    if event == "start":
+                        suite_starts.append(len(rows.rows))
+                    else:
+                        self._end_suite(element, rows, suite_starts.pop())
+                        element.clear()
         except ET.ParseError as error:
             rows.warn(error.position[0], f"malformed XML: {error}; the testcases before it are kept")
 
     @staticmethod
     def _row(case: ET.Element, rows: FileRows) -> dict[str, Any]:
+        attributes = case.attrib
+        name, classname = attributes.get("name") or "", attributes.get("classname") or ""
+        row: dict[str, Any] = {
+            "recipe_name": f"{classname}.{name}" if classname and name else name or classname,
+            "ecosystem": rows.ecosystem,
+            "result": "passed",
+        }
+        if len(case):
+            JunitCollector._read_children(case, row, rows.limit)
+        else:
+            status = attributes.get("status")
+            if status:
+                row["result"] = normalise_result(status) or "passed"
+        time = attributes.get("time")
+        if time:
+            try:
+                seconds = float(time)
+            except ValueError:
+                seconds = math.nan
+            if 0.0 <= seconds < math.inf:  # NaN, infinities and negatives are "not given"
+                row["duration_seconds"] = seconds
+        return row
+
+    @staticmethod
+    def _read_children(case: ET.Element, row: dict[str, Any], limit: int) -> None:
+        """Outcome, error and platform from a testcase's children (most testcases have none)."""
         problem = skipped = None
-        platform = None
         for child in case:
             if child.tag == "error" or (child.tag == "failure" and problem is None):
                 problem = child
@@ -523,27 +550,17 @@ class JunitCollector:
                 skipped = child
             elif child.tag == "properties":
                 platform = _properties(child).get("platform")
-        name, classname = case.get("name") or "", case.get("classname") or ""
-        row: dict[str, Any] = {
-            "recipe_name": f"{classname}.{name}" if classname and name else name or classname,
-            "ecosystem": rows.ecosystem,
-        }
+                if platform:
+                    row["platform"] = platform
         if problem is not None:
             row["result"] = "failed"
             row["error_category"] = problem.get("type") or problem.tag
             text = "\n".join(part for part in (problem.get("message"), (problem.text or "").strip()) if part)
-            row["error_message"] = bound_message(text, rows.limit) if text else None
+            row["error_message"] = bound_message(text, limit) if text else None
         elif skipped is not None:
             row["result"] = "skipped"
         else:
-            status = case.get("status")
-            row["result"] = (status and normalise_result(status)) or "passed"
-        duration = _duration(case.get("time"))
-        if duration is not None:
-            row["duration_seconds"] = duration
-        if platform:
-            row["platform"] = platform
-        return row
+            row["result"] = normalise_result(case.get("status")) or "passed"
 
     @staticmethod
     def _end_suite(suite: ET.Element, rows: FileRows, first: int) -> None:
@@ -570,14 +587,6 @@ class JunitCollector:
 
 def _properties(properties: ET.Element) -> dict[str, str]:
     return {prop.get("name") or "": prop.get("value") or "" for prop in properties.iter("property")}
-
-
-def _duration(text: str | None) -> float | None:
-    try:
-        seconds = float(text or "")
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 COLLECTORS: dict[str, Collector] = {

@@ -269,7 +269,7 @@ def render_summary(
         "",
     ]
     groups: Counter[tuple[str, str, str]] = Counter(
-        (row.ecosystem, row.platform or "—", row.result) for row in payload.results
+        (row["ecosystem"], row.get("platform") or "—", row["result"]) for row in payload.results
     )
     keys = sorted({(eco, platform) for eco, platform, _ in groups})
     if keys:
@@ -285,8 +285,8 @@ def render_summary(
         if len(keys) > SUMMARY_ROWS:
             lines.append(f"\n{len(keys) - SUMMARY_ROWS} more rows not shown.")
         lines.append("")
-    failures = [row for row in payload.results if row.result == "failed"]
-    categories = Counter(row.error_category or "uncategorised" for row in failures)
+    failures = [row for row in payload.results if row["result"] == "failed"]
+    categories = Counter(row.get("error_category") or "uncategorised" for row in failures)
     if categories:
         lines += ["### Top failure categories", "", "| Category | Failures |", "|---|---:|"]
         lines += [f"| {md(name)} | {count} |" for name, count in categories.most_common(10)]
@@ -299,10 +299,11 @@ def render_summary(
             "|---|---|---|---|",
         ]
         for row in failures[:SUMMARY_FAILURES]:
-            message = f"<code>{md(row.error_message, 300)}</code>" if row.error_message else ""
+            error = row.get("error_message")
+            message = f"<code>{md(error, 300)}</code>" if error else ""
             lines.append(
-                f"| {md(row.recipe_name)} | {md(row.platform or '—')} "
-                f"| {md(row.error_category or '')} | {message} |"
+                f"| {md(row['recipe_name'])} | {md(row.get('platform') or '—')} "
+                f"| {md(row.get('error_category') or '')} | {message} |"
             )
         lines.append("")
     if warnings:

@@ -34,7 +34,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -85,7 +85,7 @@ def default_batch_id(env: Mapping[str, str]) -> str:
 
 def batch_ecosystem(results: list[RecipeResult]) -> str:
     """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none."""
-    ecosystems = {row.ecosystem for row in results}
+    ecosystems = {row["ecosystem"] for row in results}
     if len(ecosystems) == 1:
         return ecosystems.pop()
     return "mixed" if ecosystems else "unknown"
@@ -93,16 +93,17 @@ def batch_ecosystem(results: list[RecipeResult]) -> str:
 
 def batch_totals(results: list[RecipeResult]) -> dict[str, Any]:
     """The counts, success rate and runner minutes of a batch, as defined in the module docstring."""
-    counts = Counter(map(attrgetter("result"), results))
+    counts = Counter(map(itemgetter("result"), results))
     passed, failed = counts["passed"], counts["failed"]
     macos = linux = 0.0
     for row in results:
-        if row.duration_seconds and row.platform:
-            platform = row.platform.lower()
+        seconds, platform = row.get("duration_seconds"), row.get("platform")
+        if seconds and platform:
+            platform = platform.lower()
             if platform.startswith(_MACOS_PREFIXES):
-                macos += row.duration_seconds
+                macos += seconds
             elif platform.startswith("linux"):
-                linux += row.duration_seconds
+                linux += seconds
     return {
         "total_recipes": len(results),
         "passed": passed,
@@ -134,14 +135,16 @@ def build_payload(
 
     results = [row for payload in collection.payloads for row in payload.results]
     results += collection.results
-    return BatchPayload(
+    header = BatchPayload(
         batch_id=batch_id or default_batch_id(env),
         ecosystem=ecosystem or batch_ecosystem(results),
         started_at=start or rfc3339(collection.earliest or now),
         completed_at=rfc3339(now),
-        results=results,
+        results=[],
         **batch_totals(results),
     )
+    # The rows were validated as they were collected; validating them again would double the cost.
+    return header.model_copy(update={"results": results})
 
 
 def _complete(

@@ -129,8 +129,8 @@ def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any
 def result_rows(run_id: int, payload: BatchPayload) -> list[tuple[Any, ...]]:
     """Rows in RESULT_COLUMNS order; one comprehension, the only per-row Python work of an upload."""
     return [
-        (run_id, r.recipe_name, r.ecosystem, r.result, r.error_category, r.error_message,
-         r.duration_seconds or 0.0, r.platform)
+        (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
+         r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
         for r in payload.results
     ]  # fmt: skip
 

@@ -73,19 +73,19 @@ def test_per_record_ndjson_from_tsuku(shared_fixtures: Path) -> None:
     ]
     assert len(got.results) == 14 + 10
     first = got.results[0]
-    assert (first.recipe_name, first.platform, first.result, first.ecosystem) == (
+    assert (first["recipe_name"], first.get("platform"), first["result"], first["ecosystem"]) == (
         "bpmnlint",
         "linux-alpine-musl-x86_64",
         "failed",
         "npm",
     )
-    assert (first.error_category, first.error_message) == ("deterministic", "exit code 6")
-    assert Counter(row.error_category for row in got.results) == {
+    assert (first.get("error_category"), first.get("error_message")) == ("deterministic", "exit code 6")
+    assert Counter(row.get("error_category") for row in got.results) == {
         "deterministic": 14,
         "generation_failed": 10,
     }
-    assert {row.result for row in got.results} == {"failed"}  # exit code 6 throughout
-    assert sum(row.platform == "darwin-arm64" for row in got.results) == 1
+    assert {row["result"] for row in got.results} == {"failed"}  # exit code 6 throughout
+    assert sum(row.get("platform") == "darwin-arm64" for row in got.results) == 1
     assert got.earliest == datetime(2026, 2, 19, 14, 31, 25, tzinfo=UTC)
 
 
@@ -118,23 +118,23 @@ def test_failure_records_from_tsuku(
     assert got.warnings == []
     assert len(got.results) == failures
     ecosystem = name.split("-20", maxsplit=1)[0]
-    assert {(row.ecosystem, row.platform, row.result) for row in got.results} == {
+    assert {(row["ecosystem"], row.get("platform"), row["result"]) for row in got.results} == {
         (ecosystem, "linux-glibc-x86_64", "failed")
     }
-    assert got.results[0].recipe_name == first_recipe
+    assert got.results[0]["recipe_name"] == first_recipe
     assert got.earliest == earliest  # the earlier of `updated_at` and the failures' own timestamps
 
 
 def test_failure_record_rows_carry_category_and_message(shared_fixtures: Path) -> None:
     got = collect(f"{FAILURES}/homebrew-2026-02-21T07-22-39Z.jsonl", shared_fixtures)
-    assert Counter(row.error_category for row in got.results) == {
+    assert Counter(row.get("error_category") for row in got.results) == {
         "recipe_not_found": 27,
         "deterministic_insufficient": 13,
         "validation_failed": 4,
     }
     afl = got.results[0]
-    assert afl.error_category == "recipe_not_found"
-    assert afl.error_message is not None and "not found in homebrew" in afl.error_message
+    assert afl.get("error_category") == "recipe_not_found"
+    assert afl.get("error_message") is not None and "not found in homebrew" in afl.get("error_message")
 
 
 def test_failure_record_ecosystem_falls_back_to_the_package_prefix(tmp_path: Path) -> None:
@@ -150,9 +150,9 @@ def test_failure_record_ecosystem_falls_back_to_the_package_prefix(tmp_path: Pat
         tmp_path / "f.jsonl", [{"schema_version": 1, "environment": "darwin-arm64", "failures": [failure]}]
     )
     [row] = collect("f.jsonl", tmp_path, ecosystem="fallback").results
-    assert (row.recipe_name, row.ecosystem, row.platform) == ("ripgrep", "cargo", "darwin-arm64")
-    assert row.error_category == "install_failed"
-    assert row.error_message == "[timeout]\nboom\nblocked by rust"
+    assert (row["recipe_name"], row["ecosystem"], row.get("platform")) == ("ripgrep", "cargo", "darwin-arm64")
+    assert row.get("error_category") == "install_failed"
+    assert row.get("error_message") == "[timeout]\nboom\nblocked by rust"
 
 
 @pytest.mark.parametrize(
@@ -177,10 +177,10 @@ def test_junit_from_many_runners(
     got = collect(f"junit/{name}", shared_fixtures, ecosystem="pypi")
     assert got.warnings == []
     assert got.files == [f"junit/{name}"]
-    counts = Counter(row.result for row in got.results)
+    counts = Counter(row["result"] for row in got.results)
     assert (len(got.results), counts["failed"], counts["skipped"]) == (total, failed, skipped)
     assert counts["passed"] == total - failed - skipped
-    assert all(row.ecosystem == "pypi" for row in got.results)
+    assert all(row["ecosystem"] == "pypi" for row in got.results)
 
 
 def test_every_junit_fixture_at_once(shared_fixtures: Path) -> None:
@@ -194,7 +194,7 @@ def test_every_junit_fixture_at_once(shared_fixtures: Path) -> None:
 def test_junit_names_durations_and_suite_timestamp(shared_fixtures: Path) -> None:
     got = collect("junit/empty-system-out-err.xml", shared_fixtures)
     [row] = got.results
-    assert (row.recipe_name, row.duration_seconds, row.result, row.error_message) == (
+    assert (row["recipe_name"], row.get("duration_seconds"), row["result"], row.get("error_message")) == (
         "Suite.test",
         1.234,
         "passed",
@@ -202,12 +202,12 @@ def test_junit_names_durations_and_suite_timestamp(shared_fixtures: Path) -> Non
     )
     assert got.earliest == datetime(2020, 9, 10, 13, 34, 55, tzinfo=UTC)  # no zone in the file: UTC
     jest = collect("junit/jest-jest-junit.xml", shared_fixtures).results
-    assert [row.recipe_name for row in jest] == ["Load widget via link", "Mount iframe"]  # empty classname
+    assert [row["recipe_name"] for row in jest] == ["Load widget via link", "Mount iframe"]  # empty classname
 
 
 def test_junit_keeps_entities_and_failure_text(shared_fixtures: Path) -> None:
     got = collect("junit/with-xml-entities.xml", shared_fixtures)
-    by_name = {row.recipe_name: row for row in got.results}
+    by_name = {row["recipe_name"]: row for row in got.results}
     assert set(by_name) == {
         'Test with "quotes" in the test name',
         "Test with 'apostrophe' in the test name",
@@ -215,40 +215,51 @@ def test_junit_keeps_entities_and_failure_text(shared_fixtures: Path) -> None:
         "Test with < and > in the test name",
     }
     failure = by_name["Test with 'apostrophe' in the test name"]
-    assert (failure.error_category, failure.error_message) == (
+    assert (failure.get("error_category"), failure.get("error_message")) == (
         "failure",
         "A message with 'apostrophes'\nContent with 'apostrophes'",
     )
     error = by_name["Test with & in the test name"]
-    assert (error.error_category, error.error_message) == ("error", "A message with &\nContent with &")
+    assert (error.get("error_category"), error.get("error_message")) == (
+        "error",
+        "A message with &\nContent with &",
+    )
 
 
 def test_junit_error_outranks_failure_and_skipped(shared_fixtures: Path) -> None:
     by_name = {
-        row.recipe_name: row for row in collect("junit/junit.multiresult.xml", shared_fixtures).results
+        row["recipe_name"]: row for row in collect("junit/junit.multiresult.xml", shared_fixtures).results
     }
     errored = by_name["test class.test that errors"]
-    assert (errored.result, errored.error_category, errored.duration_seconds) == ("failed", "error", 0.123)
-    assert by_name["test class.test that fails"].error_category == "failure"
-    assert by_name["test class.test that is skipped"].result == "skipped"
-    assert by_name["test class.test that succeeds"].result == "passed"
+    assert (errored["result"], errored.get("error_category"), errored.get("duration_seconds")) == (
+        "failed",
+        "error",
+        0.123,
+    )
+    assert by_name["test class.test that fails"].get("error_category") == "failure"
+    assert by_name["test class.test that is skipped"]["result"] == "skipped"
+    assert by_name["test class.test that succeeds"]["result"] == "passed"
 
 
 def test_junit_status_attribute_marks_disabled_cases_skipped(shared_fixtures: Path) -> None:
-    by_name = {row.recipe_name: row for row in collect("junit/tst-disabled.xml", shared_fixtures).results}
-    assert by_name["disabled_test"].result == "skipped"
+    by_name = {row["recipe_name"]: row for row in collect("junit/tst-disabled.xml", shared_fixtures).results}
+    assert by_name["disabled_test"]["result"] == "skipped"
     thrown = by_name["test_which_throws_unknown_exception"]
-    assert (thrown.result, thrown.error_category) == ("failed", "error")
-    assert thrown.error_message == "uncaught (anonymous namespace)::some_unknown_exception"
+    assert (thrown["result"], thrown.get("error_category")) == ("failed", "error")
+    assert thrown.get("error_message") == "uncaught (anonymous namespace)::some_unknown_exception"
 
 
 def test_bazel_suite_log_joins_its_only_failure(shared_fixtures: Path) -> None:
     [row] = collect("junit/bazel-suite-logs.xml", shared_fixtures).results
-    assert (row.recipe_name, row.result, row.error_category) == ("bazel/failing_absl_test", "failed", "error")
-    assert row.error_message is not None
-    assert row.error_message.startswith("exited with error code 1\nGenerated test.log")
-    assert "ModuleNotFoundError: No module named 'non_existent_package'" in row.error_message
-    assert row.error_message.endswith("Generated test.err")
+    assert (row["recipe_name"], row["result"], row.get("error_category")) == (
+        "bazel/failing_absl_test",
+        "failed",
+        "error",
+    )
+    assert row.get("error_message") is not None
+    assert row.get("error_message").startswith("exited with error code 1\nGenerated test.log")
+    assert "ModuleNotFoundError: No module named 'non_existent_package'" in row.get("error_message")
+    assert row.get("error_message").endswith("Generated test.err")
 
 
 def test_junit_platform_from_properties(tmp_path: Path) -> None:
@@ -260,7 +271,7 @@ def test_junit_platform_from_properties(tmp_path: Path) -> None:
         '</testsuite><testsuite name="t"><testcase name="c"/></testsuite></testsuites>'
     )
     got = collect("r.xml", tmp_path)
-    assert [(row.recipe_name, row.platform) for row in got.results] == [
+    assert [(row["recipe_name"], row.get("platform")) for row in got.results] == [
         ("a", "darwin-arm64"),
         ("b", "linux-x"),
         ("c", None),
@@ -317,20 +328,23 @@ def test_validation_results_arrays(tmp_path: Path) -> None:
     (tmp_path / "validation-results-mixed.json").write_text(json.dumps(rows, indent=2))
     got = collect("*.json", tmp_path, ecosystem="homebrew")
     assert got.warnings == []
-    assert [(r.recipe_name, r.result, r.platform) for r in got.results] == [
+    assert [(r["recipe_name"], r["result"], r.get("platform")) for r in got.results] == [
         ("fd", "passed", "darwin-arm64"),
         ("gh", "failed", "linux-alpine-musl-arm64"),
         ("jq", "failed", "linux-debian-glibc-x86_64"),
         ("bat", "skipped", "linux-debian-glibc-x86_64"),
     ]
     gh, jq = got.results[1], got.results[2]
-    assert (gh.error_category, gh.error_message) == (
+    assert (gh.get("error_category"), gh.get("error_message")) == (
         "blocked",
         "exit code 8 after 3 attempt(s) blocked by go, git",
     )
-    assert (jq.error_category, jq.error_message) == ("exit_code_6", "exit code 6 after 1 attempt(s)")
-    assert got.results[0].error_message is None and got.results[0].error_category is None
-    assert {row.ecosystem for row in got.results} == {"homebrew"}
+    assert (jq.get("error_category"), jq.get("error_message")) == (
+        "exit_code_6",
+        "exit code 6 after 1 attempt(s)",
+    )
+    assert got.results[0].get("error_message") is None and got.results[0].get("error_category") is None
+    assert {row["ecosystem"] for row in got.results} == {"homebrew"}
 
 
 def test_ready_payload_is_recognised_and_validated(tmp_path: Path) -> None:
@@ -430,7 +444,7 @@ def test_format_is_detected_by_content_not_name(shared_fixtures: Path, tmp_path:
     )
     got = collect("*", tmp_path)
     assert got.warnings == []
-    assert Counter((row.ecosystem, row.result) for row in got.results) == {
+    assert Counter((row["ecosystem"], row["result"]) for row in got.results) == {
         ("unknown", "passed"): 2 + 1,  # jest's two cases, the validation result
         ("npm", "failed"): 1,  # the failure record
         ("unknown", "failed"): 10,  # the per-record lines
@@ -463,7 +477,10 @@ def test_pretty_printed_values_back_to_back(shared_fixtures: Path, tmp_path: Pat
     (tmp_path / "records.json").write_text(text, encoding="utf-8")
     got = collect("records.json", tmp_path)
     assert got.warnings == []
-    assert [(row.recipe_name, row.ecosystem) for row in got.results] == [("q", "npm"), ("lib3mf", "pypi")]
+    assert [(row["recipe_name"], row["ecosystem"]) for row in got.results] == [
+        ("q", "npm"),
+        ("lib3mf", "pypi"),
+    ]
 
 
 # --- bad input: a warning naming file and line, and everything else still counts ----------------------
@@ -481,7 +498,7 @@ def test_malformed_lines_name_file_and_line_and_the_rest_counts(tmp_path: Path) 
     ]
     (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
     got = collect("*.jsonl", tmp_path)
-    assert [(row.recipe_name, row.result) for row in got.results] == [
+    assert [(row["recipe_name"], row["result"]) for row in got.results] == [
         ("a", "failed"),
         ("b", "failed"),
         ("d", "passed"),
@@ -518,7 +535,12 @@ def test_bad_files_never_stop_the_others(shared_fixtures: Path, tmp_path: Path) 
         json.dumps(record("ok")).encode() + b"\n" + b'{"recipe": "caf\xe9", "platform":\n "x"}\n'
     )
     got = collect("*", tmp_path)
-    assert Counter(row.recipe_name for row in got.results) == {"lib3mf": 1, "a": 1, "ok": 1, "caf\ufffd": 1}
+    assert Counter(row["recipe_name"] for row in got.results) == {
+        "lib3mf": 1,
+        "a": 1,
+        "ok": 1,
+        "caf\ufffd": 1,
+    }
     assert {w.path: (w.line, w.message) for w in got.warnings} == {
         "binary.json": (None, "binary file (it holds NUL bytes), not JSON or XML; skipped"),
         "broken.xml": (
@@ -541,7 +563,7 @@ def test_warnings_per_file_are_capped_but_counted(tmp_path: Path) -> None:
     bad = MAX_WARNINGS_PER_FILE + 7
     write_lines(tmp_path / "r.jsonl", [record(status="weird")] * bad + [record("kept")])
     got = collect("r.jsonl", tmp_path)
-    assert [row.recipe_name for row in got.results] == ["kept"]
+    assert [row["recipe_name"] for row in got.results] == ["kept"]
     assert [w.line for w in got.warnings[:-1]] == list(range(1, MAX_WARNINGS_PER_FILE + 1))
     assert got.warnings[-1] == CollectWarning("r.jsonl", None, "7 more warnings in this file not shown")
 
@@ -571,9 +593,9 @@ def test_error_messages_are_bounded_keeping_both_ends(tmp_path: Path) -> None:
     )
     got = collect("*", tmp_path, max_message_chars=500)
     for row in got.results:
-        assert row.error_message is not None and len(row.error_message) == 500
-        assert row.error_message.startswith("START") and row.error_message.endswith("END")
-        assert f"[... {len(log) - 500} characters cut ...]" in row.error_message
+        assert row.get("error_message") is not None and len(row.get("error_message")) == 500
+        assert row.get("error_message").startswith("START") and row.get("error_message").endswith("END")
+        assert f"[... {len(log) - 500} characters cut ...]" in row.get("error_message")
 
 
 # --- the small pieces ---------------------------------------------------------------------------------
