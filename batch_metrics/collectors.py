@@ -37,7 +37,7 @@ Mapping (one row = one recipe on one platform):
 - JUnit: a testcase with `<failure>` or `<error>` is failed (category: the
   element's `type`, else its tag; message: its `message` and text; an error
   outranks a failure), with `<skipped>` skipped, else its `status` attribute
-  decides when it is a known spelling (tst's `disabled`), else passed. The
+  decides when it is a known spelling (tst's `disabled`, GoogleTest's `notrun`), else passed. The
   recipe is `classname.name` (or `name`), the duration `time`, the platform and
   ecosystem a `platform` / `ecosystem` property of the testcase or its suite. A
   suite's `system-out`/`system-err` (Bazel writes the test log there) is added
@@ -46,7 +46,7 @@ Mapping (one row = one recipe on one platform):
 
 Results are normalised to `passed` (pass, passed, success, succeeded, ok),
 `failed` (fail, failed, failure, error, errored) or `skipped` (skip, skipped,
-disabled); any other spelling is a warning naming file and line, and that row is
+disabled, notrun); any other spelling is a warning naming file and line, and that row is
 not counted: guessing would bend the success rate. The ecosystem is the
 record's, else the `package_id` prefix, else the `ecosystem` argument, else
 `unknown`. An `error_message` longer than `max_message_chars` keeps its start
@@ -86,7 +86,7 @@ MAX_WARNINGS_PER_FILE = 20
 RESULT_SPELLINGS = {
     **dict.fromkeys(("pass", "passed", "success", "succeeded", "ok"), "passed"),
     **dict.fromkeys(("fail", "failed", "failure", "error", "errored"), "failed"),
-    **dict.fromkeys(("skip", "skipped", "disabled"), "skipped"),
+    **dict.fromkeys(("skip", "skipped", "disabled", "notrun"), "skipped"),
 }
 _GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NODIR
 _CUT_MARK = "\n[... {} characters cut ...]\n"

@@ -249,6 +249,22 @@ def test_junit_status_attribute_marks_disabled_cases_skipped(shared_fixtures: Pa
     assert thrown.get("error_message") == "uncaught (anonymous namespace)::some_unknown_exception"
 
 
+def test_googletest_notrun_cases_are_skipped(tmp_path: Path) -> None:
+    # GoogleTest writes a DISABLED_ test as status="notrun" with no <skipped> child.
+    (tmp_path / "gtest.xml").write_text(
+        '<testsuites><testsuite name="Math" tests="2">'
+        '<testcase name="Adds" status="run" result="completed" time="0.001" classname="Math"/>'
+        '<testcase name="DISABLED_Divides" status="notrun" result="suppressed" time="0" classname="Math"/>'
+        "</testsuite></testsuites>"
+    )
+    got = collect("gtest.xml", tmp_path)
+    assert [(row["recipe_name"], row["result"]) for row in got.results] == [
+        ("Math.Adds", "passed"),
+        ("Math.DISABLED_Divides", "skipped"),
+    ]
+    assert got.warnings == []
+
+
 def test_bazel_suite_log_joins_its_only_failure(shared_fixtures: Path) -> None:
     [row] = collect("junit/bazel-suite-logs.xml", shared_fixtures).results
     assert (row["recipe_name"], row["result"], row.get("error_category")) == (
