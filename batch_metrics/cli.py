@@ -141,13 +141,13 @@ def _run_job(
         payload = build_payload(collection, ecosystem=inputs.ecosystem, batch_id=inputs.batch_id, env=env)
     body = write_payload(payload, payload_path)
     reporter.info(
-        f"batch {payload.batch_id}: {payload.total_recipes} results ({payload.passed} passed, "
-        f"{payload.failed} failed, {payload.skipped} skipped) from {len(collection.files)} files; "
+        f"batch {payload['batch_id']}: {payload['total_recipes']} results ({payload['passed']} passed, "
+        f"{payload['failed']} failed, {payload['skipped']} skipped) from {len(collection.files)} files; "
         f"payload written to {payload_path}"
     )
 
     batch_run_id = ""
-    if not payload.results:
+    if not payload["results"]:
         status, detail = (
             "no-results",
             "nothing was collected; the payload was written, an empty batch not sent",
@@ -189,11 +189,11 @@ def _run_job(
         {
             "status": status,
             "batch-run-id": batch_run_id,
-            "total": str(payload.total_recipes),
-            "passed": str(payload.passed),
-            "failed": str(payload.failed),
-            "skipped": str(payload.skipped),
-            "success-rate": f"{payload.success_rate:g}",
+            "total": str(payload["total_recipes"]),
+            "passed": str(payload["passed"]),
+            "failed": str(payload["failed"]),
+            "skipped": str(payload["skipped"]),
+            "success-rate": f"{payload['success_rate']:g}",
             "payload-path": _as_given(payload_path, workspace),
         },
         env,
@@ -206,11 +206,11 @@ def _run_job(
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+    from pydantic_core import ValidationError
 
     from batch_metrics.github import Reporter
-    from batch_metrics.models import BatchPayload
     from batch_metrics.upload import upload
+    from batch_metrics.wire import PAYLOAD_VALIDATOR
 
     env = os.environ
     reporter = Reporter(env)
@@ -220,7 +220,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     path = Path(args.payload)
     try:
         body = path.read_bytes()
-        BatchPayload.model_validate_json(body)
+        PAYLOAD_VALIDATOR.validate_json(body)
     except OSError as error:
         reporter.warning(f"cannot read {path}: {error.strerror or error}")
         return failure
@@ -276,13 +276,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from batch_metrics.openapi import write_openapi
-    from batch_metrics.schema import write_schema
+    from batch_metrics.schema import write_schema, write_wire_module
 
     if args.path:
         print(write_schema(Path(args.path)))
     else:
         print(write_schema())
         print(write_openapi())
+        print(write_wire_module())
     return 0
 
 
@@ -352,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--db", help=db_help)
     mig.set_defaults(handler=cmd_migrate)
 
-    schema = commands.add_parser("schema", help="write the payload JSON Schema and the OpenAPI document")
+    schema = commands.add_parser(
+        "schema", help="write the payload JSON Schema, the OpenAPI document and batch_metrics/wire.py"
+    )
     schema.add_argument("path", nargs="?", help="write only the payload schema, to this file")
     schema.set_defaults(handler=cmd_schema)
     return parser

@@ -72,13 +72,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from pydantic import ValidationError
-from pydantic_core import from_json
+from pydantic_core import ValidationError, from_json
 from wcmatch import glob as wcglob
 
-from batch_metrics.models import RESULTS_ADAPTER, BatchPayload, RecipeResult
+from batch_metrics.wire import PAYLOAD_VALIDATOR, RESULTS_VALIDATOR
+
+if TYPE_CHECKING:
+    from batch_metrics.models import BatchPayload, RecipeResult
 
 FORMATS = ("payload", "validation-results", "ndjson", "failure-records", "junit")
 MAX_WARNINGS_PER_FILE = 20
@@ -184,7 +186,7 @@ class FileRows:
         """
         rows = self.rows
         try:
-            self.collection.results.extend(RESULTS_ADAPTER.validate_python(rows))
+            self.collection.results.extend(RESULTS_VALIDATOR.validate_python(rows))
         except ValidationError as error:
             bad: dict[int, str] = {}
             for problem in error.errors(include_url=False):
@@ -195,7 +197,7 @@ class FileRows:
                 name = str(rows[index].get("recipe_name"))[:80]
                 self.warn(self.lines[index], f"row {index + 1} ({name!r}): {reason}; row skipped")
             good = [row for index, row in enumerate(rows) if index not in bad]
-            self.collection.results.extend(RESULTS_ADAPTER.validate_python(good))
+            self.collection.results.extend(RESULTS_VALIDATOR.validate_python(good))
         self._note_earliest()
         if self.warned > MAX_WARNINGS_PER_FILE:
             hidden = self.warned - MAX_WARNINGS_PER_FILE
@@ -388,14 +390,14 @@ class PayloadCollector:
     def read(self, source: Source, rows: FileRows) -> None:
         for line, value in source.values():
             try:
-                payload = BatchPayload.model_validate(value)
+                payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python(value)
             except ValidationError as error:
                 problem = error.errors(include_url=False)[0]
                 where = ".".join(map(str, problem["loc"])) or "payload"
                 more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
                 rows.warn(line, f"invalid ready payload: {where}: {problem['msg']}{more}; skipped")
                 continue
-            rows.stamps.append(payload.started_at)
+            rows.stamps.append(payload["started_at"])
             rows.collection.payloads.append(payload)
 
 

@@ -19,10 +19,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from batch_metrics.collectors import FORMATS, CollectWarning
-from batch_metrics.models import BatchPayload
+
+if TYPE_CHECKING:
+    from batch_metrics.models import BatchPayload
 
 INPUT_DEFAULTS: dict[str, str] = {
     "endpoint": "",
@@ -257,19 +259,20 @@ def render_summary(
 ) -> str:
     """The job summary: totals, a table by ecosystem and platform, top categories, the first failures,
     the first warnings; cut with a note if it would reach `limit` bytes."""
+    counts = [payload.get(key) or 0 for key in ("total_recipes", "passed", "failed", "skipped")]
+    rate = payload.get("success_rate") or 0.0
     lines = [
-        f"## Batch metrics: {md(payload.batch_id)}",
+        f"## Batch metrics: {md(payload['batch_id'])}",
         "",
         f"**Upload:** {md(status)} — {md(detail, 500)}",
         "",
         "| Ecosystem | Total | Passed | Failed | Skipped | Success rate |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| {md(payload.ecosystem)} | {payload.total_recipes} | {payload.passed} | {payload.failed} "
-        f"| {payload.skipped} | {payload.success_rate:.1%} |",
+        f"| {md(payload['ecosystem'])} | " + " | ".join(map(str, counts)) + f" | {rate:.1%} |",
         "",
     ]
     groups: Counter[tuple[str, str, str]] = Counter(
-        (row["ecosystem"], row.get("platform") or "—", row["result"]) for row in payload.results
+        (row["ecosystem"], row.get("platform") or "—", row["result"]) for row in payload["results"]
     )
     keys = sorted({(eco, platform) for eco, platform, _ in groups})
     if keys:
@@ -285,7 +288,7 @@ def render_summary(
         if len(keys) > SUMMARY_ROWS:
             lines.append(f"\n{len(keys) - SUMMARY_ROWS} more rows not shown.")
         lines.append("")
-    failures = [row for row in payload.results if row["result"] == "failed"]
+    failures = [row for row in payload["results"] if row["result"] == "failed"]
     categories = Counter(row.get("error_category") or "uncategorised" for row in failures)
     if categories:
         lines += ["### Top failure categories", "", "| Category | Failures |", "|---|---:|"]

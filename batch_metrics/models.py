@@ -3,7 +3,15 @@
 `POST /batch-metrics` carries one `BatchPayload`. The models mirror what the
 Cloudflare Worker endpoint accepts, so anything the Worker stores is valid
 here too: free-form strings stay strings (the Worker does not check them),
-and `null` in an optional number means "not given".
+and `null` in an optional number means "not given" (stored as 0).
+
+The request body and its rows are TypedDicts, not models: batches hold 100k+
+rows, and plain dicts validate and serialise about four times faster than a
+model per row, in a fraction of the memory. An optional key may be absent:
+read it with `.get()`. `batch-metrics schema` compiles them into
+`batch_metrics/wire.py`, which lets the client validate and serialise without
+importing pydantic at all; the one Python validator they use lives in
+`batch_metrics/numbers.py`, which imports no pydantic either.
 """
 
 from __future__ import annotations
@@ -11,44 +19,31 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
-from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from batch_metrics.numbers import none_to_zero
 
 RESULT_VALUES = ("passed", "failed", "skipped")
 # Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
 MAX_COUNT = 2**31 - 1
 
-
-def _json_number(value: Any) -> Any:
-    """JSON numbers only: a boolean or numeric string is a client bug, refused with a 400 naming it."""
-    if isinstance(value, bool | str):
-        raise PydanticCustomError("number_type", "Input should be a number")
-    return value
-
-
-def _none_to_zero(value: Any) -> Any:
-    return 0 if value is None else _json_number(value)
-
-
 _Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 _Minutes = Annotated[float, Field(ge=0)]
 _Rate = Annotated[float, Field(ge=0, le=1)]
 # `null` means "not given", stored as 0 as the Worker does; the JSON Schema says null is allowed.
-Count = Annotated[_Count, BeforeValidator(_none_to_zero, json_schema_input_type=_Count | None)]
-Minutes = Annotated[_Minutes, BeforeValidator(_none_to_zero, json_schema_input_type=_Minutes | None)]
-Rate = Annotated[_Rate, BeforeValidator(_none_to_zero, json_schema_input_type=_Rate | None)]
+Count = Annotated[_Count, BeforeValidator(none_to_zero, json_schema_input_type=_Count | None)]
+Minutes = Annotated[_Minutes, BeforeValidator(none_to_zero, json_schema_input_type=_Minutes | None)]
+Rate = Annotated[_Rate, BeforeValidator(none_to_zero, json_schema_input_type=_Rate | None)]
 # Strict (in Rust, per result row): JSON numbers only, integers included; no strings or booleans.
-Seconds = Annotated[float, Field(ge=0, strict=True)]
+Seconds = Annotated[float, Field(ge=0, strict=True)] | None
 RequiredText = Annotated[str, Field(min_length=1)]
+_WIRE_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
-@with_config(ConfigDict(extra="ignore", allow_inf_nan=False))
+@with_config(_WIRE_CONFIG)
 class RecipeResult(TypedDict):
     """One recipe (package) validated on one platform."""
 
-    # A TypedDict, not a model: batches hold 100k+ rows, and plain dicts validate and
-    # serialise about four times faster than a model per row, in a fraction of the memory.
-    # An optional key is absent or null, both meaning "not given": read it with `.get()`.
     recipe_name: RequiredText
     ecosystem: RequiredText
     result: Annotated[
@@ -60,7 +55,7 @@ class RecipeResult(TypedDict):
     ]
     error_category: NotRequired[str | None]
     error_message: NotRequired[str | None]
-    duration_seconds: NotRequired[Seconds | None]
+    duration_seconds: NotRequired[Seconds]
     platform: NotRequired[
         Annotated[
             str | None,
@@ -72,22 +67,21 @@ class RecipeResult(TypedDict):
     ]
 
 
-class BatchPayload(BaseModel):
+@with_config(_WIRE_CONFIG)
+class BatchPayload(TypedDict):
     """One batch run and its per-recipe results."""
-
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     batch_id: RequiredText
     ecosystem: RequiredText
-    started_at: RequiredText = Field(description="RFC 3339 timestamp, e.g. 2026-02-19T14:31:25Z.")
-    completed_at: str | None = Field(default=None, description="RFC 3339 timestamp.")
-    total_recipes: Count = 0
-    passed: Count = 0
-    failed: Count = 0
-    skipped: Count = 0
-    success_rate: Rate = 0.0
-    macos_minutes: Minutes = 0.0
-    linux_minutes: Minutes = 0.0
+    started_at: Annotated[RequiredText, Field(description="RFC 3339 timestamp, e.g. 2026-02-19T14:31:25Z.")]
+    completed_at: NotRequired[Annotated[str | None, Field(description="RFC 3339 timestamp.")]]
+    total_recipes: NotRequired[Count]
+    passed: NotRequired[Count]
+    failed: NotRequired[Count]
+    skipped: NotRequired[Count]
+    success_rate: NotRequired[Rate]
+    macos_minutes: NotRequired[Minutes]
+    linux_minutes: NotRequired[Minutes]
     results: list[RecipeResult]
 
 
@@ -151,11 +145,12 @@ class ServerError(BaseModel):
     request_id: str
 
 
+PAYLOAD_ADAPTER: TypeAdapter[BatchPayload] = TypeAdapter(BatchPayload)
 RESULTS_ADAPTER: TypeAdapter[list[RecipeResult]] = TypeAdapter(list[RecipeResult])
 
 
 def payload_json_schema() -> dict[str, Any]:
     """The JSON Schema of the request body, as committed in schema/."""
-    schema = BatchPayload.model_json_schema(mode="validation")
+    schema = PAYLOAD_ADAPTER.json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

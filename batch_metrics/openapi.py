@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic import TypeAdapter
 
 from batch_metrics import __version__
 from batch_metrics.models import (
@@ -164,8 +164,11 @@ def _paths() -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
-    _, schemas = models_json_schema(
-        [(model, "serialization" if model is not BatchPayload else "validation") for model in _MODELS],
+    _, schemas = TypeAdapter.json_schemas(
+        [
+            (model, "serialization" if model is not BatchPayload else "validation", TypeAdapter(model))
+            for model in _MODELS
+        ],
         ref_template=_REF_TEMPLATE,
     )
     return {

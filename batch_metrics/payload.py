@@ -17,7 +17,7 @@ Definitions (copied into the README):
 - `batch_id` = the argument, else `default_batch_id(env)`.
 
 A collection holding exactly one ready payload and no other rows is sent as it is:
-the fields it lacks (`completed_at`, and totals, rate or minutes left out) are filled
+the fields it lacks or leaves null (`completed_at`, totals, rate, minutes) are filled
 in as above, and only an explicit `batch_id`, `ecosystem` or `started_at` argument
 replaces its own. Ready payloads found beside other inputs lend their rows to the
 new batch; their own totals and ids are dropped, since a batch is counted from rows.
@@ -37,17 +37,17 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-from pydantic import TypeAdapter
+from typing import TYPE_CHECKING, Any
 
 from batch_metrics.collectors import Collection, parse_timestamp
-from batch_metrics.models import BatchPayload, RecipeResult
+from batch_metrics.wire import PAYLOAD_SERIALIZER, PAYLOAD_VALIDATOR
+
+if TYPE_CHECKING:
+    from batch_metrics.models import BatchPayload, RecipeResult
 
 _MACOS_PREFIXES = ("darwin", "macos", "osx")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
-_PAYLOAD_ADAPTER = TypeAdapter(BatchPayload)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -133,32 +133,40 @@ def build_payload(
     if len(collection.payloads) == 1 and not collection.results:
         return _complete(collection.payloads[0], ecosystem, batch_id, start, now)
 
-    results = [row for payload in collection.payloads for row in payload.results]
+    results = [row for payload in collection.payloads for row in payload["results"]]
     results += collection.results
-    header = BatchPayload(
-        batch_id=batch_id or default_batch_id(env),
-        ecosystem=ecosystem or batch_ecosystem(results),
-        started_at=start or rfc3339(collection.earliest or now),
-        completed_at=rfc3339(now),
-        results=[],
+    header = {
+        "batch_id": batch_id or default_batch_id(env),
+        "ecosystem": ecosystem or batch_ecosystem(results),
+        "started_at": start or rfc3339(collection.earliest or now),
+        "completed_at": rfc3339(now),
         **batch_totals(results),
-    )
-    # The rows were validated as they were collected; validating them again would double the cost.
-    return header.model_copy(update={"results": results})
+    }
+    return _with_rows(header, results)
 
 
 def _complete(
     ready: BatchPayload, ecosystem: str | None, batch_id: str | None, start: str | None, now: datetime
 ) -> BatchPayload:
     """A ready payload with what it lacks filled in and explicit arguments applied."""
-    update: dict[str, Any] = {
-        key: value for key, value in batch_totals(ready.results).items() if key not in ready.model_fields_set
-    }
-    if ready.completed_at is None:
-        update["completed_at"] = rfc3339(now)
+    header: dict[str, Any] = {key: value for key, value in ready.items() if key != "results"}
+    totals = batch_totals(ready["results"])
+    header.update({key: value for key, value in totals.items() if header.get(key) is None})
+    header["completed_at"] = header.get("completed_at") or rfc3339(now)
     explicit = {"batch_id": batch_id, "ecosystem": ecosystem, "started_at": start}
-    update.update({key: value for key, value in explicit.items() if value})
-    return ready.model_copy(update=update)
+    header.update({key: value for key, value in explicit.items() if value})
+    return _with_rows(header, ready["results"])
+
+
+def _with_rows(header: dict[str, Any], results: list[RecipeResult]) -> BatchPayload:
+    """The header, validated, with the rows attached.
+
+    The rows were validated as they were collected: validating them again would double the
+    cost of a large batch.
+    """
+    payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python({**header, "results": []})
+    payload["results"] = results
+    return payload
 
 
 def payload_bytes(payload: BatchPayload) -> bytes:
@@ -167,7 +175,7 @@ def payload_bytes(payload: BatchPayload) -> bytes:
     `null`s are left out (the endpoint reads a missing optional field as null): that
     keeps large batches a third smaller.
     """
-    return _PAYLOAD_ADAPTER.dump_json(payload, exclude_none=True)
+    return PAYLOAD_SERIALIZER.to_json(payload, exclude_none=True)
 
 
 def write_payload(payload: BatchPayload, path: Path) -> bytes:

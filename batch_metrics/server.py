@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.models import BatchPayload
+from batch_metrics.models import PAYLOAD_ADAPTER
 from batch_metrics.openapi import render_openapi
 from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, is_postgres_url, open_storage
 
@@ -258,7 +258,7 @@ class BatchMetricsApp:
             )
         body = _without_nul(self._read_body(environ))
         try:
-            payload = BatchPayload.model_validate_json(body)
+            payload = PAYLOAD_ADAPTER.validate_json(body)
         except ValidationError as error:
             raise HTTPError(400, f"Bad request: {describe_error(error.errors()[0])}") from None
         run_id, duplicate = self.storage.insert_batch(payload, key)

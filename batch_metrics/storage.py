@@ -119,10 +119,11 @@ def _now() -> str:
 
 
 def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any, ...]:
+    """Run columns in order; a number left out or null is stored as 0, as the Worker does."""
+    numbers = (payload.get(key) or 0 for key in RUN_COLUMNS[4:])  # total_recipes .. linux_minutes
     return (
-        payload.batch_id, payload.ecosystem, payload.started_at, payload.completed_at, payload.total_recipes,
-        payload.passed, payload.failed, payload.skipped, payload.success_rate, payload.macos_minutes,
-        payload.linux_minutes, idempotency_key, _now(),
+        payload["batch_id"], payload["ecosystem"], payload["started_at"], payload.get("completed_at"),
+        *numbers, idempotency_key, _now(),
     )  # fmt: skip
 
 
@@ -131,7 +132,7 @@ def result_rows(run_id: int, payload: BatchPayload) -> list[tuple[Any, ...]]:
     return [
         (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
          r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
-        for r in payload.results
+        for r in payload["results"]
     ]  # fmt: skip
 
 
@@ -220,7 +221,7 @@ class SQLStorage(ABC):
                 ).fetchone()
                 return int(existing[0]), True
             run_id = int(row[0])
-            if payload.results:
+            if payload["results"]:
                 self._insert_results(db, result_rows(run_id, payload))
         return run_id, False
 

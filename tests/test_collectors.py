@@ -373,7 +373,7 @@ def test_ready_payload_is_recognised_and_validated(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text(json.dumps(payload))
     (tmp_path / "b.txt").write_text(json.dumps({**payload, "batch_id": "", "passed": -1}))
     got = collect("*.txt", tmp_path)
-    assert [p.batch_id for p in got.payloads] == ["b1"]
+    assert [p["batch_id"] for p in got.payloads] == ["b1"]
     assert got.results == []
     assert [str(w) for w in got.warnings] == [
         "b.txt:1: invalid ready payload: batch_id: String should have at least 1 character "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from batch_metrics.collectors import Collection, collect
-from batch_metrics.models import BatchPayload, RecipeResult
+from batch_metrics.models import PAYLOAD_ADAPTER, RecipeResult
 from batch_metrics.payload import build_payload, default_batch_id, payload_bytes, write_payload
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -43,38 +43,46 @@ def test_totals_rate_and_minutes_follow_the_rows() -> None:
         row("passed", None, 1000),
     ]
     payload = build_payload(Collection(results=rows), batch_id="b", now=NOW)
-    assert (payload.total_recipes, payload.passed, payload.failed, payload.skipped) == (7, 4, 2, 1)
-    assert payload.success_rate == 0.6667  # 4 / 6: skipped rows are left out of the rate
-    assert payload.macos_minutes == 3.1  # (120 + 60 + 6) / 60
-    assert payload.linux_minutes == 2.0  # windows and no platform count in neither
-    assert payload.ecosystem == "npm"
-    assert (payload.started_at, payload.completed_at) == ("2026-11-28T12:00:00Z", "2026-11-28T12:00:00Z")
-    assert payload.results == rows
+    assert (payload["total_recipes"], payload["passed"], payload["failed"], payload["skipped"]) == (
+        7,
+        4,
+        2,
+        1,
+    )
+    assert payload["success_rate"] == 0.6667  # 4 / 6: skipped rows are left out of the rate
+    assert payload["macos_minutes"] == 3.1  # (120 + 60 + 6) / 60
+    assert payload["linux_minutes"] == 2.0  # windows and no platform count in neither
+    assert payload["ecosystem"] == "npm"
+    assert (payload["started_at"], payload["completed_at"]) == (
+        "2026-11-28T12:00:00Z",
+        "2026-11-28T12:00:00Z",
+    )
+    assert payload["results"] == rows
 
 
 def test_nothing_ran_gives_a_zero_rate_and_mixed_ecosystems_say_so() -> None:
     payload = build_payload(
         Collection(results=[row("skipped"), row("skipped", eco="pypi")]), batch_id="b", now=NOW
     )
-    assert (payload.success_rate, payload.skipped, payload.ecosystem) == (0.0, 2, "mixed")
+    assert (payload["success_rate"], payload["skipped"], payload["ecosystem"]) == (0.0, 2, "mixed")
     empty = build_payload(Collection(), batch_id="b", now=NOW)
-    assert (empty.ecosystem, empty.total_recipes, empty.success_rate, empty.results) == (
+    assert (empty["ecosystem"], empty["total_recipes"], empty["success_rate"], empty["results"]) == (
         "unknown",
         0,
         0.0,
         [],
     )
     assert (
-        build_payload(Collection(results=[row("passed")]), ecosystem="cargo", batch_id="b").ecosystem
+        build_payload(Collection(results=[row("passed")]), ecosystem="cargo", batch_id="b")["ecosystem"]
         == "cargo"
     )
 
 
 def test_started_at_from_the_earliest_timestamp_or_the_input() -> None:
     seen = Collection(results=[row("passed")], earliest=datetime(2026, 2, 19, 14, 31, 25, 900, tzinfo=UTC))
-    assert build_payload(seen, batch_id="b", now=NOW).started_at == "2026-02-19T14:31:25Z"
+    assert build_payload(seen, batch_id="b", now=NOW)["started_at"] == "2026-02-19T14:31:25Z"
     given = build_payload(seen, batch_id="b", started_at="2026-03-01T10:00:00.5+01:00", now=NOW)
-    assert given.started_at == "2026-03-01T09:00:00Z"
+    assert given["started_at"] == "2026-03-01T09:00:00Z"
     for bad in ("last tuesday", "2026-03-01T10:00:00", "2026-03-08T01-58-35Z", "2026-03-01"):
         with pytest.raises(ValueError, match="is not an RFC 3339 timestamp with a zone"):
             build_payload(seen, batch_id="b", started_at=bad, now=NOW)
@@ -83,13 +91,13 @@ def test_started_at_from_the_earliest_timestamp_or_the_input() -> None:
 def test_started_at_from_the_fixtures(shared_fixtures: Path) -> None:
     collection = collect("tsuku/failures/batch-*.jsonl", shared_fixtures, ecosystem="homebrew")
     payload = build_payload(collection, batch_id="b", now=NOW)
-    assert (payload.started_at, payload.total_recipes, payload.failed, payload.success_rate) == (
+    assert (payload["started_at"], payload["total_recipes"], payload["failed"], payload["success_rate"]) == (
         "2026-02-19T14:31:25Z",
         24,
         24,
         0.0,
     )
-    assert payload.ecosystem == "homebrew"
+    assert payload["ecosystem"] == "homebrew"
 
 
 def test_default_batch_id_is_unique_per_run_attempt_and_job() -> None:
@@ -107,9 +115,11 @@ def test_default_batch_id_outside_github_is_local_and_unique() -> None:
 
 def test_build_payload_takes_the_batch_id_from_env_or_argument() -> None:
     collection = Collection(results=[row("passed")])
-    assert build_payload(collection, env=GITHUB).batch_id == "tsukumogami/tsuku#123.2:validate"
-    assert build_payload(collection, env=GITHUB, batch_id="mine").batch_id == "mine"
-    assert build_payload(collection).batch_id.startswith("local-")  # no env given: not read from os.environ
+    assert build_payload(collection, env=GITHUB)["batch_id"] == "tsukumogami/tsuku#123.2:validate"
+    assert build_payload(collection, env=GITHUB, batch_id="mine")["batch_id"] == "mine"
+    assert build_payload(collection)["batch_id"].startswith(
+        "local-"
+    )  # no env given: not read from os.environ
 
 
 READY = {
@@ -131,7 +141,7 @@ READY = {
 def test_a_lone_complete_ready_payload_is_used_as_is(tmp_path: Path) -> None:
     (tmp_path / "payload.json").write_text(json.dumps(READY))
     payload = build_payload(collect("*.json", tmp_path), now=NOW, env=GITHUB)
-    assert payload == BatchPayload.model_validate(READY)
+    assert payload == PAYLOAD_ADAPTER.validate_python(READY)
 
 
 def test_a_lone_ready_payload_gets_what_it_lacks(tmp_path: Path) -> None:
@@ -147,19 +157,24 @@ def test_a_lone_ready_payload_gets_what_it_lacks(tmp_path: Path) -> None:
     ]
     (tmp_path / "payload.json").write_text(json.dumps(lacking))
     payload = build_payload(collect("*.json", tmp_path), now=NOW)
-    assert (payload.batch_id, payload.started_at, payload.completed_at) == (
+    assert (payload["batch_id"], payload["started_at"], payload["completed_at"]) == (
         "2026-02-03-homebrew",
         "2026-02-03T04:58:07Z",
         "2026-11-28T12:00:00Z",
     )
-    assert (payload.total_recipes, payload.failed, payload.success_rate, payload.macos_minutes) == (
+    assert (
+        payload["total_recipes"],
+        payload["failed"],
+        payload["success_rate"],
+        payload["macos_minutes"],
+    ) == (
         1,
         1,
         0.0,
         1.5,
     )
     explicit = build_payload(collect("*.json", tmp_path), batch_id="again", started_at="2026-02-03T00:00:00Z")
-    assert (explicit.batch_id, explicit.started_at, explicit.ecosystem) == (
+    assert (explicit["batch_id"], explicit["started_at"], explicit["ecosystem"]) == (
         "again",
         "2026-02-03T00:00:00Z",
         "homebrew",
@@ -170,10 +185,15 @@ def test_ready_payloads_mixed_with_other_rows_are_merged(tmp_path: Path) -> None
     (tmp_path / "payload.json").write_text(json.dumps(READY))
     (tmp_path / "more.json").write_text(json.dumps([{"recipe": "r", "platform": "linux", "status": "fail"}]))
     payload = build_payload(collect("*.json", tmp_path, ecosystem="homebrew"), batch_id="merged", now=NOW)
-    assert (payload.batch_id, payload.total_recipes, payload.passed, payload.failed) == ("merged", 2, 1, 1)
-    assert [r["recipe_name"] for r in payload.results] == ["fd", "r"]
-    assert payload.linux_minutes == 0.0  # counted from rows, not copied from the ready payload
-    assert payload.started_at == "2026-02-03T04:58:07Z"  # the ready payload's start is the earliest seen
+    assert (payload["batch_id"], payload["total_recipes"], payload["passed"], payload["failed"]) == (
+        "merged",
+        2,
+        1,
+        1,
+    )
+    assert [r["recipe_name"] for r in payload["results"]] == ["fd", "r"]
+    assert payload["linux_minutes"] == 0.0  # counted from rows, not copied from the ready payload
+    assert payload["started_at"] == "2026-02-03T04:58:07Z"  # the ready payload's start is the earliest seen
 
 
 def test_payload_bytes_are_compact_without_nulls() -> None:
@@ -183,7 +203,7 @@ def test_payload_bytes_are_compact_without_nulls() -> None:
     body = payload_bytes(payload)
     assert b": " not in body and b", " not in body and b"\n" not in body
     assert b"null" not in body and b"error_message" not in body
-    assert payload_bytes(BatchPayload.model_validate_json(body)) == body  # a missing key reads as null
+    assert payload_bytes(PAYLOAD_ADAPTER.validate_json(body)) == body  # a missing key reads as null
 
 
 def test_write_payload_is_atomic_and_round_trips(tmp_path: Path) -> None:
@@ -191,13 +211,13 @@ def test_write_payload_is_atomic_and_round_trips(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "dir" / "payload.json"
     body = write_payload(payload, target)
     assert target.read_bytes() == body == payload_bytes(payload)
-    assert payload_bytes(BatchPayload.model_validate_json(target.read_bytes())) == body
+    assert payload_bytes(PAYLOAD_ADAPTER.validate_json(target.read_bytes())) == body
     assert os.listdir(target.parent) == ["payload.json"]  # no temporary file left behind
     assert stat.S_IMODE(target.stat().st_mode) == 0o644  # readable by later steps running as another user
 
     second = build_payload(Collection(results=[row("passed")]), batch_id="c", now=NOW)
     write_payload(second, target)
-    assert BatchPayload.model_validate_json(target.read_bytes()).batch_id == "c"
+    assert PAYLOAD_ADAPTER.validate_json(target.read_bytes())["batch_id"] == "c"
     assert os.listdir(target.parent) == ["payload.json"]
 
 
@@ -217,10 +237,10 @@ def test_write_payload_failure_leaves_no_partial_file(tmp_path: Path) -> None:
 def test_fixtures_end_to_end(shared_fixtures: Path, tmp_path: Path) -> None:
     collection = collect("tsuku/failures/*.jsonl\njunit/*.xml", shared_fixtures)
     payload = build_payload(collection, batch_id="e2e", now=NOW)
-    assert payload.total_recipes == 24 + 50 + 151 == len(payload.results)
-    assert payload.total_recipes == payload.passed + payload.failed + payload.skipped
-    assert payload.success_rate == round(payload.passed / (payload.passed + payload.failed), 4)
-    assert payload.ecosystem == "mixed"
-    assert payload.started_at == "2020-08-31T09:23:36Z"  # the oldest JUnit suite
+    assert payload["total_recipes"] == 24 + 50 + 151 == len(payload["results"])
+    assert payload["total_recipes"] == payload["passed"] + payload["failed"] + payload["skipped"]
+    assert payload["success_rate"] == round(payload["passed"] / (payload["passed"] + payload["failed"]), 4)
+    assert payload["ecosystem"] == "mixed"
+    assert payload["started_at"] == "2020-08-31T09:23:36Z"  # the oldest JUnit suite
     body = write_payload(payload, tmp_path / "payload.json")
-    assert payload_bytes(BatchPayload.model_validate_json(body)) == body  # a missing key reads as null
+    assert payload_bytes(PAYLOAD_ADAPTER.validate_json(body)) == body  # a missing key reads as null

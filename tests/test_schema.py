@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
 
-from batch_metrics.models import BatchPayload
-from batch_metrics.schema import SCHEMA_PATH, render_schema
+from batch_metrics.models import PAYLOAD_ADAPTER
+from batch_metrics.schema import SCHEMA_PATH, WIRE_PATH, render_schema, render_wire_module
 from tests.conftest import ROOT
 
 
 def test_committed_schema_matches_models() -> None:
     committed = (ROOT / SCHEMA_PATH).read_text(encoding="utf-8")
     assert committed == render_schema(), "schema drifted: run `batch-metrics schema` and commit the result"
+
+
+def test_compiled_wire_module_matches_models() -> None:
+    committed = WIRE_PATH.read_text(encoding="utf-8")
+    assert committed == render_wire_module(), "wire.py drifted: run `batch-metrics schema` and commit it"
+
+
+def test_client_never_imports_pydantic() -> None:
+    """The client's validators are compiled from the models (wire.py), not built by pydantic at start-up."""
+    probe = (
+        "import sys\n"
+        "from batch_metrics import cli, collectors, github, payload, upload\n"
+        "loaded = sorted(name for name in sys.modules if name.split('.')[0] == 'pydantic')\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT)
 
 
 def test_schema_lists_the_worker_required_fields() -> None:
@@ -26,7 +44,7 @@ def test_schema_lists_the_worker_required_fields() -> None:
 
 
 def test_models_accept_what_the_worker_accepts() -> None:
-    payload = BatchPayload.model_validate(
+    payload = PAYLOAD_ADAPTER.validate_python(
         {
             "batch_id": "b",
             "ecosystem": "npm",
@@ -36,9 +54,21 @@ def test_models_accept_what_the_worker_accepts() -> None:
             "results": [{"recipe_name": "x", "ecosystem": "npm", "result": "passed", "extra": 1}],
         }
     )
-    assert payload.total_recipes == 0
-    assert payload.macos_minutes == 0.0
-    assert payload.results[0].get("platform") is None
+    assert (payload["total_recipes"], payload["macos_minutes"]) == (0, 0)
+    assert payload["results"][0] == {"recipe_name": "x", "ecosystem": "npm", "result": "passed"}
+
+
+def test_the_compiled_client_validates_exactly_as_the_models() -> None:
+    from batch_metrics.wire import PAYLOAD_VALIDATOR
+
+    good = {"batch_id": "b", "ecosystem": "npm", "started_at": "t", "passed": None, "results": []}
+    assert PAYLOAD_VALIDATOR.validate_python(good) == PAYLOAD_ADAPTER.validate_python(good)
+    for bad in ({"passed": True}, {"passed": "5"}, {"passed": -1}, {"success_rate": float("nan")}):
+        with pytest.raises(ValidationError) as compiled:
+            PAYLOAD_VALIDATOR.validate_python({**good, **bad})
+        with pytest.raises(ValidationError) as models:
+            PAYLOAD_ADAPTER.validate_python({**good, **bad})
+        assert compiled.value.errors() == models.value.errors()
 
 
 @pytest.mark.parametrize(
@@ -54,5 +84,5 @@ def test_models_reject_bad_fields(patch: dict[str, object], field: str) -> None:
     body = {"batch_id": "b", "ecosystem": "npm", "started_at": "2026-02-19T14:31:25Z", "results": []}
     body.update(patch)
     with pytest.raises(ValidationError) as caught:
-        BatchPayload.model_validate(body)
+        PAYLOAD_ADAPTER.validate_python(body)
     assert field in str(caught.value)

@@ -27,7 +27,7 @@ import requests
 from pydantic import ValidationError
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.models import BatchPayload
+from batch_metrics.models import PAYLOAD_ADAPTER
 from batch_metrics.openapi import OPENAPI_PATH
 from batch_metrics.server import TOKEN_FILE_ENV, EndpointServer, app_from_env, describe_error, load_tokens
 from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, is_postgres_url
@@ -155,7 +155,7 @@ def test_non_finite_numbers_are_refused(live: Live) -> None:
 
 def test_describe_error_for_a_body_that_is_not_an_object() -> None:
     with pytest.raises(ValidationError) as caught:
-        BatchPayload.model_validate_json(b'"text"')
+        PAYLOAD_ADAPTER.validate_json(b'"text"')
     assert describe_error(caught.value.errors()[0]) == "the body must be a JSON object"
 
 
@@ -165,6 +165,17 @@ def test_describe_error_for_a_body_that_is_not_an_object() -> None:
 def test_a_json_body_sent_with_curls_form_content_type_is_accepted(live: Live) -> None:
     response = live.post(json.dumps(batch(1)).encode(), headers={"Content-Type": CURL_FORM})
     assert response.status_code == 201
+
+
+def test_null_numbers_are_stored_as_zero_and_whole_floats_as_counts(live: Live) -> None:
+    sent = {**batch(1), "total_recipes": 1.0, "passed": None, "skipped": 0, "success_rate": None}
+    sent.pop("macos_minutes", None)
+    response = live.post(json.dumps(sent).encode())
+    assert response.status_code == 201
+    run = live.get(f"/batch-runs/{response.json()['batch_run_id']}").json()
+    numbers = ("total_recipes", "passed", "skipped", "success_rate", "macos_minutes")
+    assert [run[key] for key in numbers] == [1, 0, 0, 0.0, 0.0]
+    assert isinstance(run["total_recipes"], int)
 
 
 def test_nul_characters_are_stored_alike_on_both_backends(live: Live) -> None:
