@@ -69,7 +69,7 @@ class RecipeResult(TypedDict):
 
 @with_config(_WIRE_CONFIG)
 class BatchPayload(TypedDict):
-    """One batch run and its per-recipe results."""
+    """One batch run and its per-recipe results; a count, rate or minutes left out or null is stored as 0."""
 
     batch_id: RequiredText
     ecosystem: RequiredText

@@ -17,7 +17,7 @@ Definitions (copied into the README):
 - `batch_id` = the argument, else `default_batch_id(env)`.
 
 A collection holding exactly one ready payload and no other rows is sent as it is:
-the fields it lacks or leaves null (`completed_at`, totals, rate, minutes) are filled
+the fields it lacks (`completed_at`, and totals, rate or minutes left out) are filled
 in as above, and only an explicit `batch_id`, `ecosystem` or `started_at` argument
 replaces its own. Ready payloads found beside other inputs lend their rows to the
 new batch; their own totals and ids are dropped, since a batch is counted from rows.
