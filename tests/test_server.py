@@ -353,15 +353,18 @@ def test_health_is_503_and_uploads_a_generic_500_when_the_database_is_gone(tmp_p
 
 @pytest.mark.postgres
 def test_health_is_503_when_postgresql_is_unreachable() -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    storage = PostgresStorage(f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=1", wait_seconds=1)
-    try:
-        with running(storage, ["t"]) as url:
-            health = requests.get(f"{url}/health", timeout=60)
-    finally:
-        storage.close()
+    # Bound but never listening: connections are refused, and no other process can take the port
+    # while the test runs (closing it first left a race under parallel load).
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        url = f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=1"
+        storage = PostgresStorage(url, wait_seconds=1)
+        try:
+            with running(storage, ["t"]) as server:
+                health = requests.get(f"{server}/health", timeout=60)
+        finally:
+            storage.close()
     assert health.status_code == 503
 
 
