@@ -276,14 +276,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from batch_metrics.openapi import write_openapi
-    from batch_metrics.schema import write_schema, write_wire_module
+    from batch_metrics.schema import write_schema, write_wire_schema
 
     if args.path:
         print(write_schema(Path(args.path)))
     else:
         print(write_schema())
         print(write_openapi())
-        print(write_wire_module())
+        print(write_wire_schema())
     return 0
 
 
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(handler=cmd_migrate)
 
     schema = commands.add_parser(
-        "schema", help="write the payload JSON Schema, the OpenAPI document and batch_metrics/wire.py"
+        "schema", help="write the payload JSON Schema, the OpenAPI document and batch_metrics/wire.json"
     )
     schema.add_argument("path", nargs="?", help="write only the payload schema, to this file")
     schema.set_defaults(handler=cmd_schema)

@@ -8,10 +8,10 @@ and `null` in an optional number means "not given" (stored as 0).
 The request body and its rows are TypedDicts, not models: batches hold 100k+
 rows, and plain dicts validate and serialise about four times faster than a
 model per row, in a fraction of the memory. An optional key may be absent:
-read it with `.get()`. `batch-metrics schema` compiles them into
-`batch_metrics/wire.py`, which lets the client validate and serialise without
-importing pydantic at all; the one Python validator they use lives in
-`batch_metrics/numbers.py`, which imports no pydantic either.
+read it with `.get()`. `batch-metrics schema` compiles them into wire.json,
+with which the client (wire.py) validates and serialises without importing
+pydantic at all; the one Python validator they use lives in numbers.py,
+which imports no pydantic either.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from batch_metrics.models import PAYLOAD_ADAPTER
-from batch_metrics.schema import SCHEMA_PATH, WIRE_PATH, render_schema, render_wire_module
+from batch_metrics.schema import SCHEMA_PATH, WIRE_PATH, render_schema, render_wire_schema
 from tests.conftest import ROOT
 
 
@@ -19,9 +19,9 @@ def test_committed_schema_matches_models() -> None:
     assert committed == render_schema(), "schema drifted: run `batch-metrics schema` and commit the result"
 
 
-def test_compiled_wire_module_matches_models() -> None:
+def test_compiled_wire_schema_matches_models() -> None:
     committed = WIRE_PATH.read_text(encoding="utf-8")
-    assert committed == render_wire_module(), "wire.py drifted: run `batch-metrics schema` and commit it"
+    assert committed == render_wire_schema(), "wire.json drifted: run `batch-metrics schema` and commit it"
 
 
 def test_client_never_imports_pydantic() -> None:
