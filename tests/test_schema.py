@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from batch_metrics.models import PAYLOAD_ADAPTER
-from batch_metrics.schema import SCHEMA_PATH, WIRE_PATH, render_schema, render_wire_schema
+from batch_metrics.schema import SCHEMA_PATH, WIRE_PATH, _validator_name, render_schema, render_wire_schema
 from tests.conftest import ROOT
 
 
@@ -22,6 +22,12 @@ def test_committed_schema_matches_models() -> None:
 def test_compiled_wire_schema_matches_models() -> None:
     committed = WIRE_PATH.read_text(encoding="utf-8")
     assert committed == render_wire_schema(), "wire.json drifted: run `batch-metrics schema` and commit it"
+
+
+def test_wire_json_names_only_the_validators_the_client_can_load() -> None:
+    assert render_wire_schema().count('"function": "none_to_zero"') == 7  # four counts, rate, two minutes
+    with pytest.raises(TypeError, match=r"only name validators from batch_metrics\.numbers"):
+        json.dumps({"function": len}, default=_validator_name)
 
 
 def test_client_never_imports_pydantic() -> None:
