@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
 from batch_metrics import numbers
 from batch_metrics.models import PAYLOAD_ADAPTER, payload_json_schema
 
@@ -44,11 +46,13 @@ def _plain(schema: Any) -> Any:
 
 
 def render_wire_schema() -> str:
-    """wire.json: the payload's pydantic-core schema, each validator named (see batch_metrics/wire.py).
+    """wire.json: the payload's pydantic-core schema, each validator named, and the pydantic-core
+    version that wrote it (see batch_metrics/wire.py).
 
     Not sorted: a typed dict's fields are serialised in the order its schema lists them.
     """
-    return json.dumps(_plain(PAYLOAD_ADAPTER.core_schema), indent=1, default=_validator_name) + "\n"
+    compiled = {"pydantic_core": pydantic_core.__version__, "payload": _plain(PAYLOAD_ADAPTER.core_schema)}
+    return json.dumps(compiled, indent=1, default=_validator_name) + "\n"
 
 
 def _validator_name(function: Any) -> str:

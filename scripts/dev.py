@@ -11,6 +11,7 @@ project into it, so nothing is installed system-wide.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -29,14 +30,21 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
 def ensure_venv(extras: str) -> None:
+    pins = ROOT / "requirements" / "image.txt"
     marker = VENV / f".installed-{extras}"
-    stamp = str((ROOT / "pyproject.toml").stat().st_mtime_ns)
+    stamp = " ".join(str(path.stat().st_mtime_ns) for path in (ROOT / "pyproject.toml", pins))
     if marker.exists() and marker.read_text() == stamp:
         return
     if not PYTHON.exists():
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
-    subprocess.run([PYTHON, "-m", "pip", "install", "-q", "-e", f".[{extras}]"], cwd=ROOT, check=True)
+    # The runtime packages at the versions the action and the image ship, so that the tests (and
+    # the generated files they check, wire.json above all) see what users run.
+    constraints = VENV / "constraints.txt"
+    shipped = re.findall(r"^[A-Za-z0-9._-]+==\S+", pins.read_text(encoding="utf-8"), re.MULTILINE)
+    constraints.write_text("".join(f"{pin}\n" for pin in shipped), encoding="utf-8")
+    command = [PYTHON, "-m", "pip", "install", "-q", "-c", constraints, "-e", f".[{extras}]"]
+    subprocess.run(command, cwd=ROOT, check=True)
     marker.write_text(stamp)
 
 

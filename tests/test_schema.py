@@ -24,6 +24,22 @@ def test_compiled_wire_schema_matches_models() -> None:
     assert committed == render_wire_schema(), "wire.json drifted: run `batch-metrics schema` and commit it"
 
 
+def test_under_another_pydantic_core_the_client_builds_its_validators_from_the_models() -> None:
+    probe = (
+        "import json, sys\n"
+        "import pydantic, pydantic_core\n"  # pydantic checks the real version on import
+        "pydantic_core.__version__ = '0.0'\n"
+        "from batch_metrics import wire\n"
+        "from batch_metrics.models import PAYLOAD_ADAPTER\n"
+        "body = {'batch_id': 'b', 'ecosystem': 'e', 'started_at': 't', 'passed': None, 'results': []}\n"
+        "assert wire.PAYLOAD_VALIDATOR.validate_python(body) == PAYLOAD_ADAPTER.validate_python(body)\n"
+        "assert wire.PAYLOAD_VALIDATOR.validate_python(body)['passed'] == 0\n"
+        "assert json.loads(wire.PAYLOAD_SERIALIZER.to_json(body, exclude_none=True)) == {\n"
+        "    key: value for key, value in body.items() if value is not None}\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT)
+
+
 def test_wire_json_names_only_the_validators_the_client_can_load() -> None:
     assert render_wire_schema().count('"function": "none_to_zero"') == 7  # four counts, rate, two minutes
     with pytest.raises(TypeError, match=r"only name validators from batch_metrics\.numbers"):
