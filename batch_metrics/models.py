@@ -23,7 +23,6 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 
 from batch_metrics.numbers import none_to_zero
 
-RESULT_VALUES = ("passed", "failed", "skipped")
 # Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
 MAX_COUNT = 2**31 - 1
 
@@ -146,7 +145,6 @@ class ServerError(BaseModel):
 
 
 PAYLOAD_ADAPTER: TypeAdapter[BatchPayload] = TypeAdapter(BatchPayload)
-RESULTS_ADAPTER: TypeAdapter[list[RecipeResult]] = TypeAdapter(list[RecipeResult])
 
 
 def payload_json_schema() -> dict[str, Any]:
