@@ -504,8 +504,7 @@ class JunitCollector:
                 tag = element.tag
                 if tag == "testcase":
                     if event == "end":
-                        rows.rows.append(self._row(element, rows))
-                        rows.lines.append(None)
+                        rows.add(None, self._row(element, rows))
                         element.clear()
                 elif tag == "testsuite":
                     if event == "start":
@@ -527,10 +526,9 @@ class JunitCollector:
         }
         if len(case):
             JunitCollector._read_children(case, row, rows.limit)
-        else:
-            status = attributes.get("status")
-            if status:
-                row["result"] = normalise_result(status) or "passed"
+        status = attributes.get("status")
+        if status and row["result"] == "passed":  # no <failure>, <error> or <skipped> decided it
+            row["result"] = normalise_result(status) or "passed"
         time = attributes.get("time")
         if time:
             try:
@@ -543,7 +541,7 @@ class JunitCollector:
 
     @staticmethod
     def _read_children(case: ET.Element, row: dict[str, Any], limit: int) -> None:
-        """Outcome, error and platform from a testcase's children (most testcases have none)."""
+        """Failure, skip and platform from a testcase's children (most testcases have none)."""
         problem = skipped = None
         for child in case:
             if child.tag == "error" or (child.tag == "failure" and problem is None):
@@ -561,8 +559,6 @@ class JunitCollector:
             row["error_message"] = bound_message(text, limit) if text else None
         elif skipped is not None:
             row["result"] = "skipped"
-        else:
-            row["result"] = normalise_result(case.get("status")) or "passed"
 
     @staticmethod
     def _end_suite(suite: ET.Element, rows: FileRows, first: int) -> None:
