@@ -1,7 +1,11 @@
-"""Fixtures shared by every test module: where the real-world sample files live."""
+"""What the test modules share: where the real-world sample files live, and small helpers."""
 
 from __future__ import annotations
 
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,29 @@ def parse_outputs(text: str) -> dict[str, str]:
             name, plain = line.split("=", 1)
             outputs[name] = plain
     return outputs
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (free now; connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_healthy(
+    url: str, *, seconds: float, alive: Callable[[], bool] = lambda: True, why: Callable[[], str] = str
+) -> None:
+    """Poll `url`/health until it answers 200; fail the test once `alive()` is false or time is up.
+
+    `why()` is called only then, for the failure message (a server's log, say).
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                assert answer.status == 200
+                return
+        except OSError:
+            assert alive() and time.monotonic() < deadline, f"{url} did not answer /health: {why()}"
+            time.sleep(0.1)

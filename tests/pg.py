@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from tests.conftest import unused_port
 
 URL_ENV = "BATCH_METRICS_TEST_DATABASE_URL"
 _DEBIAN_BINARIES = Path("/usr/lib/postgresql")
@@ -38,13 +39,6 @@ def _as_cluster_owner(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def throwaway_cluster() -> Iterator[str]:
     """Start a private cluster (trust auth, loopback only, no fsync); yield its admin URL."""
@@ -57,7 +51,7 @@ def throwaway_cluster() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(home, "postgres", "postgres")
     data = home / "data"
-    port = _free_port()
+    port = unused_port()
     pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(home / "log")]
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {home} -c fsync=off -c full_page_writes=off"
     try:

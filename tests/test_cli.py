@@ -11,12 +11,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from batch_metrics.schema import render_schema
-from tests.conftest import ROOT, parse_outputs
+from tests.conftest import ROOT, parse_outputs, unused_port, wait_healthy
 from tests.test_github import parse_command
 
 TOKEN = "cli-tok-3b7e91-never-print-me"
@@ -120,13 +118,6 @@ def cli(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess
         timeout=60,
         check=False,
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --- the container contract -----------------------------------------------------------------------
@@ -269,7 +260,7 @@ def test_every_problem_exits_0_or_1_with_fail_on_error(
     (github / "workspace/bad.json").write_text('[{"recipe": "x", "status": "pass"},\n{oops')
     given = {"results": "results/*", "token": TOKEN, "fail-on-error": fail_on_error}
     if how == "closed":
-        given["endpoint"] = f"http://127.0.0.1:{closed_port()}"
+        given["endpoint"] = f"http://127.0.0.1:{unused_port()}"
     elif how is not None:
         respond(server, released, how)
         given["endpoint"] = server.url_for("/")
@@ -341,7 +332,7 @@ def test_a_failed_upload_is_replayed_byte_for_byte_with_the_same_key(
         github,
         {
             "results": "results/*",
-            "endpoint": f"http://127.0.0.1:{closed_port()}",
+            "endpoint": f"http://127.0.0.1:{unused_port()}",
             "token": TOKEN,
             "retries": "0",
         },
@@ -524,7 +515,7 @@ def test_migrate_then_serve_then_the_action_uploads_once(tmp_path: Path, github:
     assert migrated.returncode == 0 and migrated.stdout.startswith("applied migrations: 1"), migrated.stderr
     assert cli("migrate", "--db", str(db)).stdout == "the database is up to date\n"
 
-    port = closed_port()
+    port = unused_port()
     (tmp_path / "tokens").write_text(f"{TOKEN}\n")
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "entrypoint.py"), "serve", "--port", str(port), "--db", str(db),
@@ -532,17 +523,9 @@ def test_migrate_then_serve_then_the_action_uploads_once(tmp_path: Path, github:
         env={"PATH": os.environ["PATH"]}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the endpoint did not start"
-                time.sleep(0.1)
-        endpoint = f"http://127.0.0.1:{port}"
+        wait_healthy(endpoint, seconds=30, alive=lambda: server.poll() is None)
         run = run_entrypoint(github, {"results": "results/*", "endpoint": endpoint, "token": TOKEN})
         assert (run.code, run.outputs["status"]) == (0, "uploaded"), run.stdout + run.stderr
         replay = cli("upload", str(github / "workspace/batch-metrics-payload.json"), "--endpoint", endpoint,

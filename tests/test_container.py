@@ -13,17 +13,15 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, parse_outputs
+from tests.conftest import ROOT, parse_outputs, unused_port, wait_healthy
 
 IMAGE = "batch-metrics:test"
 BASE_IMAGE = "localhost/python-standin"
@@ -201,17 +199,10 @@ def run_action_container(
     return podman(env, "run", "--rm", "--network", "host", *mounts, *flags, image)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def endpoint(podman_env: dict[str, str], image: str) -> Iterator[str]:
     """The image's `serve` on loopback (host network), on a SQLite file inside the container."""
-    port = free_port()
+    port = unused_port()
     started = podman(
         podman_env, "run", "-d", "--rm", "--network", "host", "-e", f"BATCH_METRICS_TOKEN={TOKEN}",
         image, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", "/tmp/metrics.db",
@@ -220,16 +211,7 @@ def endpoint(podman_env: dict[str, str], image: str) -> Iterator[str]:
     container = started.stdout.strip()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                logs = podman(podman_env, "logs", container).stderr
-                assert time.monotonic() < deadline, f"serve did not answer on {url}:\n{logs}"
-                time.sleep(0.3)
+        wait_healthy(url, seconds=60, why=lambda: "\n" + podman(podman_env, "logs", container).stderr)
         yield url
     finally:
         podman(podman_env, "rm", "-f", container)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from batch_metrics.upload import (
     retry_after_seconds,
     upload,
 )
+from tests.conftest import unused_port
 
 # Deliberately not what `json.dumps` of the parsed value would give: the body must go out untouched.
 BODY = b'{"batch_id": "b-1",  "ecosystem":"npm","started_at":"2026-01-01T00:00:00Z","results":[]}\n'
@@ -66,13 +66,6 @@ def send(
         log=log if log is not None else Log(),
         sleep=sleeps if sleeps is not None else Sleeps(),
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_201_sends_the_exact_body_token_and_idempotency_key(httpserver_ipv4: HTTPServer) -> None:
@@ -254,7 +247,7 @@ def test_409_from_an_endpoint_that_rejects_duplicates(httpserver_ipv4: HTTPServe
 
 
 def test_connection_refused_is_retried_then_fails() -> None:
-    port = closed_port()
+    port = unused_port()
     sleeps, log = Sleeps(), Log()
     result = upload(BODY, endpoint=f"http://127.0.0.1:{port}", token=TOKEN, retries=2, sleep=sleeps, log=log)
     assert (result.status, result.http_status, result.attempts) == ("failed", None, 3)
