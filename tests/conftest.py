@@ -11,16 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """`../shared/fixtures`: tsuku pipeline output and JUnit XML from many runners (read-only)."""
-    assert SHARED_FIXTURES.is_dir(), (
-        f"missing {SHARED_FIXTURES}: the shared fixtures sit beside the project root"
-    )
-    return SHARED_FIXTURES
+def fixtures() -> Path:
+    """`tests/fixtures`: tsuku pipeline output and JUnit XML from many runners, with their licences."""
+    return FIXTURES
 
 
 def parse_outputs(text: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Collectors on the real-world fixtures, plus globbing, detection by content and every kind of bad input.
 
-Expected numbers were read off the fixtures by hand (see ../shared/fixtures/README.md).
+Expected numbers were read off the fixtures by hand (see tests/fixtures/README.md).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from batch_metrics.collectors import (
 FAILURES = "tsuku/failures"
 
 
-def copy_fixture(shared: Path, relative: str, workspace: Path, name: str | None = None) -> Path:
+def copy_fixture(fixtures: Path, relative: str, workspace: Path, name: str | None = None) -> Path:
     target = workspace / (name or Path(relative).name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shared / relative, target)
+    shutil.copyfile(fixtures / relative, target)
     return target
 
 
@@ -61,11 +61,11 @@ def test_one_collector_per_format_in_one_table() -> None:
     assert all(collector.name == name for name, collector in COLLECTORS.items())
 
 
-# --- the shared fixtures, format by format ------------------------------------------------------------
+# --- the real-world fixtures, format by format---------------------------------------------------------
 
 
-def test_per_record_ndjson_from_tsuku(shared_fixtures: Path) -> None:
-    got = collect(f"{FAILURES}/batch-*.jsonl", shared_fixtures, ecosystem="npm")
+def test_per_record_ndjson_from_tsuku(fixtures: Path) -> None:
+    got = collect(f"{FAILURES}/batch-*.jsonl", fixtures, ecosystem="npm")
     assert got.warnings == []
     assert got.files == [
         f"{FAILURES}/batch-2026-02-19T14-31-25Z.jsonl",
@@ -112,9 +112,9 @@ def test_per_record_ndjson_from_tsuku(shared_fixtures: Path) -> None:
     ],
 )
 def test_failure_records_from_tsuku(
-    shared_fixtures: Path, name: str, failures: int, first_recipe: str, earliest: datetime
+    fixtures: Path, name: str, failures: int, first_recipe: str, earliest: datetime
 ) -> None:
-    got = collect(f"{FAILURES}/{name}", shared_fixtures, ecosystem="ignored-when-the-record-has-one")
+    got = collect(f"{FAILURES}/{name}", fixtures, ecosystem="ignored-when-the-record-has-one")
     assert got.warnings == []
     assert len(got.results) == failures
     ecosystem = name.split("-20", maxsplit=1)[0]
@@ -125,8 +125,8 @@ def test_failure_records_from_tsuku(
     assert got.earliest == earliest  # the earlier of `updated_at` and the failures' own timestamps
 
 
-def test_failure_record_rows_carry_category_and_message(shared_fixtures: Path) -> None:
-    got = collect(f"{FAILURES}/homebrew-2026-02-21T07-22-39Z.jsonl", shared_fixtures)
+def test_failure_record_rows_carry_category_and_message(fixtures: Path) -> None:
+    got = collect(f"{FAILURES}/homebrew-2026-02-21T07-22-39Z.jsonl", fixtures)
     assert Counter(row.get("error_category") for row in got.results) == {
         "recipe_not_found": 27,
         "deterministic_insufficient": 13,
@@ -172,9 +172,9 @@ def test_failure_record_ecosystem_falls_back_to_the_package_prefix(tmp_path: Pat
     ],
 )
 def test_junit_from_many_runners(
-    shared_fixtures: Path, name: str, total: int, failed: int, skipped: int
+    fixtures: Path, name: str, total: int, failed: int, skipped: int
 ) -> None:
-    got = collect(f"junit/{name}", shared_fixtures, ecosystem="pypi")
+    got = collect(f"junit/{name}", fixtures, ecosystem="pypi")
     assert got.warnings == []
     assert got.files == [f"junit/{name}"]
     counts = Counter(row["result"] for row in got.results)
@@ -183,16 +183,16 @@ def test_junit_from_many_runners(
     assert all(row["ecosystem"] == "pypi" for row in got.results)
 
 
-def test_every_junit_fixture_at_once(shared_fixtures: Path) -> None:
-    got = collect("junit/*.xml", shared_fixtures)
+def test_every_junit_fixture_at_once(fixtures: Path) -> None:
+    got = collect("junit/*.xml", fixtures)
     assert got.warnings == []
     assert len(got.files) == 11
     assert len(got.results) == 1 + 1 + 2 + 4 + 4 + 0 + 5 + 97 + 31 + 4 + 2
     assert got.earliest == datetime(2020, 8, 31, 9, 23, 36, 729636, UTC)  # pytest-junit.mpi.standalone.xml
 
 
-def test_junit_names_durations_and_suite_timestamp(shared_fixtures: Path) -> None:
-    got = collect("junit/empty-system-out-err.xml", shared_fixtures)
+def test_junit_names_durations_and_suite_timestamp(fixtures: Path) -> None:
+    got = collect("junit/empty-system-out-err.xml", fixtures)
     [row] = got.results
     assert (row["recipe_name"], row.get("duration_seconds"), row["result"], row.get("error_message")) == (
         "Suite.test",
@@ -201,12 +201,12 @@ def test_junit_names_durations_and_suite_timestamp(shared_fixtures: Path) -> Non
         None,
     )
     assert got.earliest == datetime(2020, 9, 10, 13, 34, 55, tzinfo=UTC)  # no zone in the file: UTC
-    jest = collect("junit/jest-jest-junit.xml", shared_fixtures).results
+    jest = collect("junit/jest-jest-junit.xml", fixtures).results
     assert [row["recipe_name"] for row in jest] == ["Load widget via link", "Mount iframe"]  # empty classname
 
 
-def test_junit_keeps_entities_and_failure_text(shared_fixtures: Path) -> None:
-    got = collect("junit/with-xml-entities.xml", shared_fixtures)
+def test_junit_keeps_entities_and_failure_text(fixtures: Path) -> None:
+    got = collect("junit/with-xml-entities.xml", fixtures)
     by_name = {row["recipe_name"]: row for row in got.results}
     assert set(by_name) == {
         'Test with "quotes" in the test name',
@@ -226,9 +226,9 @@ def test_junit_keeps_entities_and_failure_text(shared_fixtures: Path) -> None:
     )
 
 
-def test_junit_error_outranks_failure_and_skipped(shared_fixtures: Path) -> None:
+def test_junit_error_outranks_failure_and_skipped(fixtures: Path) -> None:
     by_name = {
-        row["recipe_name"]: row for row in collect("junit/junit.multiresult.xml", shared_fixtures).results
+        row["recipe_name"]: row for row in collect("junit/junit.multiresult.xml", fixtures).results
     }
     errored = by_name["test class.test that errors"]
     assert (errored["result"], errored.get("error_category"), errored.get("duration_seconds")) == (
@@ -241,8 +241,8 @@ def test_junit_error_outranks_failure_and_skipped(shared_fixtures: Path) -> None
     assert by_name["test class.test that succeeds"]["result"] == "passed"
 
 
-def test_junit_status_attribute_marks_disabled_cases_skipped(shared_fixtures: Path) -> None:
-    by_name = {row["recipe_name"]: row for row in collect("junit/tst-disabled.xml", shared_fixtures).results}
+def test_junit_status_attribute_marks_disabled_cases_skipped(fixtures: Path) -> None:
+    by_name = {row["recipe_name"]: row for row in collect("junit/tst-disabled.xml", fixtures).results}
     assert by_name["disabled_test"]["result"] == "skipped"
     thrown = by_name["test_which_throws_unknown_exception"]
     assert (thrown["result"], thrown.get("error_category")) == ("failed", "error")
@@ -265,8 +265,8 @@ def test_googletest_notrun_cases_are_skipped(tmp_path: Path) -> None:
     assert got.warnings == []
 
 
-def test_bazel_suite_log_joins_its_only_failure(shared_fixtures: Path) -> None:
-    [row] = collect("junit/bazel-suite-logs.xml", shared_fixtures).results
+def test_bazel_suite_log_joins_its_only_failure(fixtures: Path) -> None:
+    [row] = collect("junit/bazel-suite-logs.xml", fixtures).results
     assert (row["recipe_name"], row["result"], row.get("error_category")) == (
         "bazel/failing_absl_test",
         "failed",
@@ -294,8 +294,8 @@ def test_junit_platform_from_properties(tmp_path: Path) -> None:
     ]
 
 
-def test_run_summaries_are_one_warning_not_a_guess(shared_fixtures: Path) -> None:
-    got = collect("tsuku/metrics/batch-runs.jsonl\ntsuku/queues/*.json", shared_fixtures)
+def test_run_summaries_are_one_warning_not_a_guess(fixtures: Path) -> None:
+    got = collect("tsuku/metrics/batch-runs.jsonl\ntsuku/queues/*.json", fixtures)
     assert got.results == [] and got.payloads == []
     assert [(w.path, w.line) for w in got.warnings] == [
         ("tsuku/metrics/batch-runs.jsonl", 1),
@@ -308,8 +308,8 @@ def test_run_summaries_are_one_warning_not_a_guess(shared_fixtures: Path) -> Non
     assert got.files == ["tsuku/metrics/batch-runs.jsonl", "tsuku/queues/batch-results.json"]
 
 
-def test_the_whole_fixture_tree(shared_fixtures: Path) -> None:
-    got = collect("**/*.jsonl\n**/*.json\n**/*.xml\n!**/schemas/**", shared_fixtures)
+def test_the_whole_fixture_tree(fixtures: Path) -> None:
+    got = collect("**/*.jsonl\n**/*.json\n**/*.xml\n!**/schemas/**", fixtures)
     assert len(got.files) == 9 + 1 + 1 + 11
     assert len(got.results) == 24 + (1 + 1 + 44 + 1 + 1 + 1 + 1) + 151
     assert [w.path for w in got.warnings] == [
@@ -451,10 +451,10 @@ def test_no_match_and_empty_patterns_are_warnings(tmp_path: Path) -> None:
 # --- telling formats apart ----------------------------------------------------------------------------
 
 
-def test_format_is_detected_by_content_not_name(shared_fixtures: Path, tmp_path: Path) -> None:
-    copy_fixture(shared_fixtures, "junit/jest-jest-junit.xml", tmp_path, "results.json")
-    copy_fixture(shared_fixtures, f"{FAILURES}/npm-2026-03-14T20-28-53Z.jsonl", tmp_path, "report.xml")
-    copy_fixture(shared_fixtures, f"{FAILURES}/batch-2026-05-07T14-08-47Z.jsonl", tmp_path, "payload.json")
+def test_format_is_detected_by_content_not_name(fixtures: Path, tmp_path: Path) -> None:
+    copy_fixture(fixtures, "junit/jest-jest-junit.xml", tmp_path, "results.json")
+    copy_fixture(fixtures, f"{FAILURES}/npm-2026-03-14T20-28-53Z.jsonl", tmp_path, "report.xml")
+    copy_fixture(fixtures, f"{FAILURES}/batch-2026-05-07T14-08-47Z.jsonl", tmp_path, "payload.json")
     (tmp_path / "junit.xml").write_text(
         json.dumps([{"recipe": "fd", "platform": "darwin-arm64", "status": "ok"}])
     )
@@ -467,8 +467,8 @@ def test_format_is_detected_by_content_not_name(shared_fixtures: Path, tmp_path:
     }
 
 
-def test_forced_format_reads_every_file_as_that_format(shared_fixtures: Path, tmp_path: Path) -> None:
-    copy_fixture(shared_fixtures, f"{FAILURES}/batch-2026-05-07T14-08-47Z.jsonl", tmp_path)
+def test_forced_format_reads_every_file_as_that_format(fixtures: Path, tmp_path: Path) -> None:
+    copy_fixture(fixtures, f"{FAILURES}/batch-2026-05-07T14-08-47Z.jsonl", tmp_path)
     assert len(collect("*", tmp_path, fmt="ndjson").results) == 10
     as_records = collect("*", tmp_path, fmt="failure-records")
     assert as_records.results == []
@@ -482,12 +482,12 @@ def test_forced_format_reads_every_file_as_that_format(shared_fixtures: Path, tm
         collect("*", tmp_path, fmt="csv")
 
 
-def test_pretty_printed_values_back_to_back(shared_fixtures: Path, tmp_path: Path) -> None:
+def test_pretty_printed_values_back_to_back(fixtures: Path, tmp_path: Path) -> None:
     records = [
-        json.loads(line) for line in (shared_fixtures / FAILURES / "npm-2026-03-14T20-28-53Z.jsonl").open()
+        json.loads(line) for line in (fixtures / FAILURES / "npm-2026-03-14T20-28-53Z.jsonl").open()
     ]
     records += [
-        json.loads(line) for line in (shared_fixtures / FAILURES / "pypi-2026-03-16T07-16-37Z.jsonl").open()
+        json.loads(line) for line in (fixtures / FAILURES / "pypi-2026-03-16T07-16-37Z.jsonl").open()
     ]
     text = "\ufeff" + "\n".join(json.dumps(value, indent=2) for value in records) + "\n"
     (tmp_path / "records.json").write_text(text, encoding="utf-8")
@@ -529,8 +529,8 @@ def test_malformed_lines_name_file_and_line_and_the_rest_counts(tmp_path: Path) 
     assert messages[3] == "row 3 (''): recipe_name: String should have at least 1 character; row skipped"
 
 
-def test_broken_pretty_printed_value_costs_one_warning(shared_fixtures: Path, tmp_path: Path) -> None:
-    value = json.loads((shared_fixtures / FAILURES / "npm-2026-03-14T20-28-53Z.jsonl").read_text())
+def test_broken_pretty_printed_value_costs_one_warning(fixtures: Path, tmp_path: Path) -> None:
+    value = json.loads((fixtures / FAILURES / "npm-2026-03-14T20-28-53Z.jsonl").read_text())
     pretty = json.dumps(value, indent=2)
     half = pretty[: len(pretty) // 2]
     (tmp_path / "values.json").write_text(pretty + "\n" + half + "\n" + pretty + "\n")
@@ -540,8 +540,8 @@ def test_broken_pretty_printed_value_costs_one_warning(shared_fixtures: Path, tm
     assert [(w.line, w.message.split(" (")[0]) for w in got.warnings] == [(opened_at, "malformed JSON")]
 
 
-def test_bad_files_never_stop_the_others(shared_fixtures: Path, tmp_path: Path) -> None:
-    copy_fixture(shared_fixtures, f"{FAILURES}/pypi-2026-03-16T07-16-37Z.jsonl", tmp_path)
+def test_bad_files_never_stop_the_others(fixtures: Path, tmp_path: Path) -> None:
+    copy_fixture(fixtures, f"{FAILURES}/pypi-2026-03-16T07-16-37Z.jsonl", tmp_path)
     (tmp_path / "binary.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     (tmp_path / "empty.json").write_text("  \n")
     (tmp_path / "broken.xml").write_text("<testsuites><testsuite>\n<testcase name='a'/>\n<testcase name=")

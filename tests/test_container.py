@@ -42,7 +42,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return pairs
 
 
-def github_dirs(tmp_path: Path, shared_fixtures: Path) -> dict[str, Path]:
+def github_dirs(tmp_path: Path, fixtures: Path) -> dict[str, Path]:
     """The runner's mounts: workspace (holding real result files), home and file_commands under github/."""
     dirs = {name: tmp_path / "github" / name for name in ("workspace", "home", "file_commands")}
     for directory in dirs.values():
@@ -50,13 +50,13 @@ def github_dirs(tmp_path: Path, shared_fixtures: Path) -> dict[str, Path]:
     results = dirs["workspace"] / "results"
     results.mkdir()
     shutil.copyfile(
-        shared_fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl"
+        fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl"
     )
-    shutil.copyfile(shared_fixtures / "junit/pytest-junit.fail.xml", results / "pytest.xml")
+    shutil.copyfile(fixtures / "junit/pytest-junit.fail.xml", results / "pytest.xml")
     return dirs
 
 
-def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, shared_fixtures: Path) -> None:
+def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, fixtures: Path) -> None:
     instructions = dockerfile_instructions()
     app = tmp_path / "app"
     for source, destination in (
@@ -81,7 +81,7 @@ def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, shared_fixture
     assert entrypoint == ["python", "/app/entrypoint.py"]
     command = [sys.executable, str(app / "entrypoint.py")]
 
-    dirs = github_dirs(tmp_path, shared_fixtures)
+    dirs = github_dirs(tmp_path, fixtures)
     workspace, commands = dirs["workspace"], dirs["file_commands"]
     before = {path.relative_to(workspace) for path in workspace.rglob("*")}
     env = {
@@ -219,9 +219,9 @@ def endpoint(podman_env: dict[str, str], image: str) -> Iterator[str]:
 
 @pytest.mark.container
 def test_image_runs_the_action_job(
-    podman_env: dict[str, str], image: str, tmp_path: Path, shared_fixtures: Path
+    podman_env: dict[str, str], image: str, tmp_path: Path, fixtures: Path
 ) -> None:
-    dirs = github_dirs(tmp_path, shared_fixtures)
+    dirs = github_dirs(tmp_path, fixtures)
     inputs = {"results": "results/**", "dry-run": "true", "batch-id": "image-batch", "ecosystem": "homebrew"}
     run = run_action_container(podman_env, image, dirs, inputs)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -234,9 +234,9 @@ def test_image_runs_the_action_job(
 
 @pytest.mark.container
 def test_image_serves_the_endpoint_and_the_action_uploads_to_it(
-    podman_env: dict[str, str], image: str, endpoint: str, tmp_path: Path, shared_fixtures: Path
+    podman_env: dict[str, str], image: str, endpoint: str, tmp_path: Path, fixtures: Path
 ) -> None:
-    dirs = github_dirs(tmp_path, shared_fixtures)
+    dirs = github_dirs(tmp_path, fixtures)
     inputs = {"results": "results/**", "endpoint": endpoint, "token": TOKEN, "batch-id": "served-1"}
     run = run_action_container(podman_env, image, dirs, inputs)
     assert run.returncode == 0, run.stdout + run.stderr

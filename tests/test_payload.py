@@ -88,8 +88,8 @@ def test_started_at_from_the_earliest_timestamp_or_the_input() -> None:
             build_payload(seen, batch_id="b", started_at=bad, now=NOW)
 
 
-def test_started_at_from_the_fixtures(shared_fixtures: Path) -> None:
-    collection = collect("tsuku/failures/batch-*.jsonl", shared_fixtures, ecosystem="homebrew")
+def test_started_at_from_the_fixtures(fixtures: Path) -> None:
+    collection = collect("tsuku/failures/batch-*.jsonl", fixtures, ecosystem="homebrew")
     payload = build_payload(collection, batch_id="b", now=NOW)
     assert (payload["started_at"], payload["total_recipes"], payload["failed"], payload["success_rate"]) == (
         "2026-02-19T14:31:25Z",
@@ -234,8 +234,8 @@ def test_write_payload_failure_leaves_no_partial_file(tmp_path: Path) -> None:
     assert os.listdir(target) == []
 
 
-def test_fixtures_end_to_end(shared_fixtures: Path, tmp_path: Path) -> None:
-    collection = collect("tsuku/failures/*.jsonl\njunit/*.xml", shared_fixtures)
+def test_fixtures_end_to_end(fixtures: Path, tmp_path: Path) -> None:
+    collection = collect("tsuku/failures/*.jsonl\njunit/*.xml", fixtures)
     payload = build_payload(collection, batch_id="e2e", now=NOW)
     assert payload["total_recipes"] == 24 + 50 + 151 == len(payload["results"])
     assert payload["total_recipes"] == payload["passed"] + payload["failed"] + payload["skipped"]
