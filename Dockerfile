@@ -4,10 +4,12 @@
 #   docker run --rm -v "$PWD:/github/workspace" -e INPUT_ENDPOINT=https://... -e INPUT_TOKEN IMAGE
 #   docker run --rm -p 8787:8787 -e BATCH_METRICS_TOKEN -v metrics:/data IMAGE serve --host 0.0.0.0 --db /data/metrics.db
 #
-# The base is a build argument so that CI pins it by digest
-# (--build-arg BASE_IMAGE=python:3.12-slim@sha256:...) and the tests can build from a local stand-in;
-# the tag below is the default for a plain `docker build` and for GitHub's Docker action.
-ARG BASE_IMAGE=python:3.12-slim
+# The base is pinned by digest: python:3.12-slim's multi-arch index (amd64 and arm64), so every
+# build starts from the same bytes. It stays a build argument so that the tests can build from a
+# local stand-in (--build-arg BASE_IMAGE=localhost/python-standin). Dependabot does not read ARG
+# defaults (dependabot-core#2057): refresh the digest by hand with `docker buildx imagetools
+# inspect python:3.12-slim` and the release's tests.
+ARG BASE_IMAGE=python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea
 FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
