@@ -3,7 +3,8 @@
 The first test needs no container engine: it lays out the image's files as the Dockerfile copies
 them and runs its ENTRYPOINT the way the runner runs the container (workspace mounted at the
 working directory, HOME=/github/home, only INPUT_* and GITHUB_* variables, no TTY). The tests
-marked `container` build the real image with podman and run it, including `serve`.
+marked `container` build the real image with docker or podman (tests/containers.py finds which)
+and run it, including `serve`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, parse_outputs, unused_port, wait_healthy
+from tests.containers import Engine, discover
 
 IMAGE = "batch-metrics:test"
-BASE_IMAGE = "localhost/python-standin"
-CONTAINER_ENV = ROOT.parent / "shared" / "tools" / "container-env"
 # A budget for what the image adds to its base: the pinned wheels and the package, no build tools.
 ADDED_BYTES_BUDGET = 64 * 1024 * 1024
 TOKEN = "container-test-token"
@@ -49,9 +49,7 @@ def github_dirs(tmp_path: Path, fixtures: Path) -> dict[str, Path]:
         directory.mkdir(parents=True)
     results = dirs["workspace"] / "results"
     results.mkdir()
-    shutil.copyfile(
-        fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl"
-    )
+    shutil.copyfile(fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl")
     shutil.copyfile(fixtures / "junit/pytest-junit.fail.xml", results / "pytest.xml")
     return dirs
 
@@ -131,56 +129,28 @@ def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, fixtures: Path
     assert payload_path.stat().st_mode & 0o044 == 0o044, oct(payload_path.stat().st_mode)
 
 
-# --- the real image, built and run with podman ------------------------------------------------
+# --- the real image, built and run with docker or podman ---------------------------------------
 
 
 @pytest.fixture(scope="module")
-def podman_env() -> dict[str, str]:
-    """podman configured for this machine; ../shared/tools/container-env installs it if needed."""
-    assert CONTAINER_ENV.is_file(), f"{CONTAINER_ENV} is missing: it sits in shared/ beside the project root"
-    setup = subprocess.run(
-        ["bash", str(CONTAINER_ENV)], capture_output=True, text=True, timeout=900, check=False
-    )
-    assert setup.returncode == 0, f"container-env failed:\n{setup.stderr[-4000:]}"
-    exports = [word for line in setup.stdout.splitlines() for word in shlex.split(line)[1:]]
-    env = dict(os.environ) | dict(word.split("=", 1) for word in exports)
-    assert shutil.which("podman", path=env["PATH"]), "container-env did not leave podman on PATH"
-    return env
-
-
-def podman(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def engine() -> Engine:
+    found = discover()
+    if isinstance(found, str):
+        pytest.fail(f"no container engine: {found} (leave these tests out with -m 'not container')")
+    return found
 
 
 @pytest.fixture(scope="module")
-def image(podman_env: dict[str, str]) -> str:
-    build = podman(
-        podman_env,
-        "build",
-        "--pull=never",
-        "--network",
-        "host",
-        "--build-arg",
-        f"BASE_IMAGE={BASE_IMAGE}",
-        "-t",
-        IMAGE,
-        str(ROOT),
-        timeout=900,
+def image(engine: Engine) -> str:
+    build = engine.build(IMAGE)
+    assert build.returncode == 0, (
+        f"{engine.name} build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
     )
-    assert build.returncode == 0, f"podman build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
     return IMAGE
 
 
 def run_action_container(
-    env: dict[str, str], image: str, dirs: dict[str, Path], inputs: dict[str, str]
+    engine: Engine, image: str, dirs: dict[str, Path], inputs: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     """`docker run` as GitHub's runner does it for a Docker action (mounts, workdir, INPUT_*)."""
     mounts = ["-v", f"{dirs['workspace']}:/github/workspace", "-v", f"{dirs['home']}:/github/home"]
@@ -196,34 +166,32 @@ def run_action_container(
         **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
     }
     flags = [part for name, value in variables.items() for part in ("-e", f"{name}={value}")]
-    return podman(env, "run", "--rm", "--network", "host", *mounts, *flags, image)
+    return engine("run", "--rm", "--network", "host", *mounts, *flags, image)
 
 
 @pytest.fixture
-def endpoint(podman_env: dict[str, str], image: str) -> Iterator[str]:
+def endpoint(engine: Engine, image: str) -> Iterator[str]:
     """The image's `serve` on loopback (host network), on a SQLite file inside the container."""
     port = unused_port()
-    started = podman(
-        podman_env, "run", "-d", "--rm", "--network", "host", "-e", f"BATCH_METRICS_TOKEN={TOKEN}",
+    started = engine(
+        "run", "-d", "--rm", "--network", "host", "-e", f"BATCH_METRICS_TOKEN={TOKEN}",
         image, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", "/tmp/metrics.db",
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     container = started.stdout.strip()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, seconds=60, why=lambda: "\n" + podman(podman_env, "logs", container).stderr)
+        wait_healthy(url, seconds=60, why=lambda: "\n" + engine("logs", container).stderr)
         yield url
     finally:
-        podman(podman_env, "rm", "-f", container)
+        engine("rm", "-f", container)
 
 
 @pytest.mark.container
-def test_image_runs_the_action_job(
-    podman_env: dict[str, str], image: str, tmp_path: Path, fixtures: Path
-) -> None:
+def test_image_runs_the_action_job(engine: Engine, image: str, tmp_path: Path, fixtures: Path) -> None:
     dirs = github_dirs(tmp_path, fixtures)
     inputs = {"results": "results/**", "dry-run": "true", "batch-id": "image-batch", "ecosystem": "homebrew"}
-    run = run_action_container(podman_env, image, dirs, inputs)
+    run = run_action_container(engine, image, dirs, inputs)
     assert run.returncode == 0, run.stdout + run.stderr
     payload = json.loads((dirs["workspace"] / "batch-metrics-payload.json").read_text(encoding="utf-8"))
     assert (payload["batch_id"], payload["ecosystem"]) == ("image-batch", "homebrew")
@@ -234,11 +202,11 @@ def test_image_runs_the_action_job(
 
 @pytest.mark.container
 def test_image_serves_the_endpoint_and_the_action_uploads_to_it(
-    podman_env: dict[str, str], image: str, endpoint: str, tmp_path: Path, fixtures: Path
+    engine: Engine, image: str, endpoint: str, tmp_path: Path, fixtures: Path
 ) -> None:
     dirs = github_dirs(tmp_path, fixtures)
     inputs = {"results": "results/**", "endpoint": endpoint, "token": TOKEN, "batch-id": "served-1"}
-    run = run_action_container(podman_env, image, dirs, inputs)
+    run = run_action_container(engine, image, dirs, inputs)
     assert run.returncode == 0, run.stdout + run.stderr
     outputs = parse_outputs((dirs["file_commands"] / "set_output").read_text(encoding="utf-8"))
     assert outputs["status"] == "uploaded", run.stdout
@@ -253,25 +221,25 @@ def test_image_serves_the_endpoint_and_the_action_uploads_to_it(
 
 
 @pytest.mark.container
-def test_image_is_the_cli_too(podman_env: dict[str, str], image: str) -> None:
+def test_image_is_the_cli_too(engine: Engine, image: str) -> None:
     for args in (["--help"], ["serve", "--help"]):
-        run = podman(podman_env, "run", "--rm", image, *args)
+        run = engine("run", "--rm", image, *args)
         assert run.returncode == 0, run.stderr
         assert "usage: batch-metrics" in run.stdout
 
 
 @pytest.mark.container
 def test_image_is_small_and_carries_no_build_tools(
-    podman_env: dict[str, str], image: str, record_property: Callable[[str, object], None]
+    engine: Engine, image: str, record_property: Callable[[str, object], None]
 ) -> None:
     sizes = {
-        name: int(podman(podman_env, "image", "inspect", "--format", "{{.Size}}", name).stdout)
-        for name in (image, BASE_IMAGE)
+        name: int(engine("image", "inspect", "--format", "{{.Size}}", name).stdout)
+        for name in (image, engine.base_image)
     }
-    added = sizes[image] - sizes[BASE_IMAGE]
+    added = sizes[image] - sizes[engine.base_image]
     record_property("image_bytes", sizes[image])
-    print(f"{image}: {sizes[image] / 2**20:.1f} MiB ({added / 2**20:.1f} MiB over {BASE_IMAGE})")
+    print(f"{image}: {sizes[image] / 2**20:.1f} MiB ({added / 2**20:.1f} MiB over {engine.base_image})")
     assert 0 < added <= ADDED_BYTES_BUDGET
     probe = "for tool in gcc cc make rustc; do command -v $tool && exit 1; done; test ! -e /root/.cache/pip"
-    run = podman(podman_env, "run", "--rm", "--entrypoint", "sh", image, "-c", probe)
+    run = engine("run", "--rm", "--entrypoint", "sh", image, "-c", probe)
     assert run.returncode == 0, f"build leftovers in the image: {run.stdout}"
