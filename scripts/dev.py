@@ -43,7 +43,7 @@ def ensure_venv(extras: str) -> None:
     constraints = VENV / "constraints.txt"
     shipped = re.findall(r"^[A-Za-z0-9._-]+==\S+", pins.read_text(encoding="utf-8"), re.MULTILINE)
     constraints.write_text("".join(f"{pin}\n" for pin in shipped), encoding="utf-8")
-    command = [PYTHON, "-m", "pip", "install", "-q", "-c", constraints, "-e", f".[{extras}]"]
+    command = [str(PYTHON), "-m", "pip", "install", "-q", "-c", str(constraints), "-e", f".[{extras}]"]
     subprocess.run(command, cwd=ROOT, check=True)
     marker.write_text(stamp)
 
@@ -122,14 +122,20 @@ def test(pytest_args: list[str]) -> int:
     """Lint, type-check and run the whole suite; in CI (CI=true) nothing may be left out."""
     ensure_venv("dev")
     for check in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
-        subprocess.run([str(BIN / check[0]), *check[1:]], cwd=ROOT, check=True)
+        if subprocess.run([str(BIN / check[0]), *check[1:]], cwd=ROOT, check=False).returncode != 0:
+            print(f"`{' '.join(check)}` failed (above); the tests did not run")
+            return 1
     deselect = []
     if os.environ.get("CI") != "true":
         if not postgres_available():
             print("note: no PostgreSQL here; deselecting the postgres tests (.ci/run installs it)")
             deselect.append("not postgres")
-        if not shutil.which("podman") and not shutil.which("apt-get"):
-            print("note: no podman and no apt-get to install it; deselecting the container tests")
+        engine = subprocess.run(
+            [str(PYTHON), "-m", "tests.containers"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        if engine.returncode != 0:
+            why = engine.stdout.strip() or engine.stderr.strip()
+            print(f"note: {why}; deselecting the container tests (.ci/run sets up podman)")
             deselect.append("not container")
     marker = ["-m", " and ".join(deselect)] if deselect else []
     return subprocess.run(
