@@ -1,0 +1,238 @@
+"""The release path: scripts/release.py builds the image, pushes it to a registry, pins
+docker/action.yml to the pushed digest, and that pinned reference pulls and runs as the action.
+
+The registry is Debian's `docker-registry` (the CNCF distribution registry) on a loopback port with
+its own config and storage; the engine is the one tests/containers.py finds. Only the `pin` tests
+run without a container engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, parse_outputs, unused_port
+
+SCRIPT = ROOT / "scripts" / "release.py"
+DOCKER_ACTION = ROOT / "docker" / "action.yml"
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")
+DIGEST = "sha256:" + "ab" * 32
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+def release(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
+
+
+# --- pinning, no engine needed ----------------------------------------------------------------
+
+
+def test_pin_changes_only_the_image_line(tmp_path: Path) -> None:
+    action = tmp_path / "action.yml"
+    shutil.copyfile(DOCKER_ACTION, action)
+    reference = f"ghcr.io/octo/batch-metrics@{DIGEST}"
+    github_output = tmp_path / "github_output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(github_output)}
+    done = release("pin", "--reference", reference, "--action", str(action), env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == reference
+    assert parse_outputs(github_output.read_text(encoding="utf-8")) == {
+        "reference": reference,
+        "digest": DIGEST,
+    }
+    before = DOCKER_ACTION.read_text(encoding="utf-8").splitlines()
+    after = action.read_text(encoding="utf-8").splitlines()
+    changed = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+    assert changed == [
+        (next(line for line in before if line.startswith("  image: ")), f"  image: docker://{reference}")
+    ]
+    pinned, original = load(action), load(DOCKER_ACTION)
+    assert pinned["runs"] == {**original["runs"], "image": f"docker://{reference}"}
+    assert {key: value for key, value in pinned.items() if key != "runs"} == {
+        key: value for key, value in original.items() if key != "runs"
+    }
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["ghcr.io/octo/batch-metrics:1.2.3", "ghcr.io/octo/batch-metrics@sha256:abc", f"@{DIGEST}", ""],
+)
+def test_pin_refuses_anything_but_a_digest_reference(tmp_path: Path, reference: str) -> None:
+    action = tmp_path / "action.yml"
+    shutil.copyfile(DOCKER_ACTION, action)
+    done = release("pin", "--reference", reference, "--action", str(action))
+    assert done.returncode == 1
+    assert "not a digest reference" in done.stderr
+    assert action.read_bytes() == DOCKER_ACTION.read_bytes()
+
+
+def test_pinned_action_matches_githubs_schema(tmp_path: Path) -> None:
+    action = tmp_path / "action.yml"
+    shutil.copyfile(DOCKER_ACTION, action)
+    assert (
+        release(
+            "pin", "--reference", f"ghcr.io/octo/batch-metrics@{DIGEST}", "--action", str(action)
+        ).returncode
+        == 0
+    )
+    check = Path(sys.executable).parent / "check-jsonschema"
+    done = subprocess.run(
+        [str(check), "--builtin-schema", "vendor.github-actions", str(action)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- the whole path: build, push to a loopback registry, pin, pull by digest, run -------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A plain-http registry on loopback; its host:port."""
+    assert REGISTRY_BINARY.exists(), "install Debian's docker-registry package (.ci/run does)"
+    home = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{unused_port()}"
+    config = home / "config.yml"
+    config.write_text(
+        yaml.safe_dump({
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(home / "storage")}},
+            "http": {"addr": address},
+        }),
+        encoding="utf-8",
+    )  # fmt: skip
+    log = (home / "log").open("wb")
+    server = subprocess.Popen([str(REGISTRY_BINARY), "serve", str(config)], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, (home / "log").read_text()
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"the registry did not answer on {address}: {(home / 'log').read_text()}")
+        yield address
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def registry_digest(address: str, repository: str, tag: str) -> str:
+    """The digest the registry itself reports for repository:tag (Docker-Content-Digest)."""
+    request = urllib.request.Request(
+        f"http://{address}/v2/{repository}/manifests/{tag}", method="HEAD",
+        headers={"Accept": ", ".join(MANIFEST_TYPES)},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(answer.headers["Docker-Content-Digest"])
+
+
+@pytest.mark.container
+def test_release_publishes_an_image_the_pinned_action_runs(
+    registry: str, tmp_path: Path, fixtures: Path
+) -> None:
+    from tests.containers import discover
+
+    engine = discover()
+    if isinstance(engine, str):
+        pytest.fail(engine)
+    if engine.name != "podman":
+        pytest.skip(
+            "the release path is tested with podman; docker's buildx runs only in the release workflow"
+        )
+    image = f"{registry}/octo/batch-metrics"
+    action = tmp_path / "action.yml"
+    shutil.copyfile(DOCKER_ACTION, action)
+    published = release(
+        "publish", "--engine", "podman", "--image", image, "--tag", "1.2.3", "--tag", "1",
+        "--platform", "linux/amd64", "--build-arg", f"BASE_IMAGE={engine.base_image}",
+        "--insecure-registry", "--action", str(action),
+        env=engine.env, timeout=900,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stdout + published.stderr[-4000:]
+    reference = published.stdout.strip()
+    digest = reference.removeprefix(f"{image}@")
+    # The digest written is the one the registry serves under both tags.
+    assert registry_digest(registry, "octo/batch-metrics", "1.2.3") == digest
+    assert registry_digest(registry, "octo/batch-metrics", "1") == digest
+    runs = load(action)["runs"]
+    assert runs == {"using": "docker", "image": f"docker://{reference}"}
+
+    # Pull exactly what the action names (nothing local to fall back on), then run it as the runner does.
+    pulled_ref = runs["image"].removeprefix("docker://")
+    engine("manifest", "rm", f"{image}:1.2.3")
+    pulled = engine("pull", "--tls-verify=false", pulled_ref, timeout=300)
+    assert pulled.returncode == 0, pulled.stderr
+    github = {name: tmp_path / "github" / name for name in ("workspace", "home", "file_commands")}
+    for directory in github.values():
+        directory.mkdir(parents=True)
+    shutil.copytree(fixtures / "junit", github["workspace"] / "results")
+    # The runner sets INPUT_<NAME> (upper-cased, hyphens kept) for every input: `with:` or default.
+    given = {"results": "results/**/*.xml", "dry-run": "true", "batch-id": "release-1", "ecosystem": "pypi"}
+    inputs = {name: given.get(name, str(spec["default"])) for name, spec in load(action)["inputs"].items()}
+    variables = {
+        "HOME": "/github/home",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "GITHUB_OUTPUT": "/github/file_commands/set_output",
+        "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
+        "GITHUB_REPOSITORY": "octo/recipes",
+        "GITHUB_RUN_ID": "9",
+        "GITHUB_RUN_ATTEMPT": "1",
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+    mounts = [f"{github['workspace']}:/github/workspace", f"{github['home']}:/github/home"]
+    mounts.append(f"{github['file_commands']}:/github/file_commands")
+    ran = engine(
+        "run", "--rm", "--network", "none", "--workdir", "/github/workspace",
+        *[part for mount in mounts for part in ("-v", mount)],
+        *[part for name, value in variables.items() for part in ("-e", f"{name}={value}")],
+        pulled_ref,
+        timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    outputs = parse_outputs((github["file_commands"] / "set_output").read_text(encoding="utf-8"))
+    payload = json.loads((github["workspace"] / "batch-metrics-payload.json").read_text(encoding="utf-8"))
+    assert outputs["status"] == "dry-run"
+    assert outputs["payload-path"] == "batch-metrics-payload.json"
+    assert (payload["batch_id"], payload["ecosystem"]) == ("release-1", "pypi")
+    assert int(outputs["total"]) == payload["total_recipes"] == len(payload["results"]) > 0
+    assert (
+        int(outputs["passed"]) + int(outputs["failed"]) + int(outputs["skipped"]) == payload["total_recipes"]
+    )
