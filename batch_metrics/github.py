@@ -16,12 +16,13 @@ import re
 import secrets
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from batch_metrics.collectors import FORMATS, CollectWarning
+from batch_metrics.redact import Redactor
 
 if TYPE_CHECKING:
     from batch_metrics.models import BatchPayload
@@ -167,20 +168,13 @@ class Reporter:
         self.actions = env.get("GITHUB_ACTIONS") == "true"
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.secrets: list[str] = []
+        self.redact = Redactor()
 
     def mask(self, secret: str) -> None:
         """Register a secret: `::add-mask::` under Actions (before it can appear anywhere), `***` here."""
-        for part in {secret.strip(), *(line.strip() for line in secret.splitlines())}:
-            if part and part not in self.secrets:
-                self.secrets.append(part)
-                if self.actions:
-                    print(f"::add-mask::{escape_data(part)}", file=self.out, flush=True)
-
-    def redact(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        for part in self.redact.add(secret):
+            if self.actions:
+                print(f"::add-mask::{escape_data(part)}", file=self.out, flush=True)
 
     def info(self, message: str) -> None:
         message = self.redact(message)
@@ -256,19 +250,29 @@ def render_summary(
     detail: str,
     warnings: Sequence[str],
     limit: int = SUMMARY_LIMIT,
+    redact: Callable[[str], str] | None = None,
 ) -> str:
     """The job summary: totals, a table by ecosystem and platform, top categories, the first failures,
-    the first warnings; cut with a note if it would reach `limit` bytes."""
+    the first warnings; cut with a note if it would reach `limit` bytes.
+
+    Every outside text is redacted (`redact`, else credential shapes only) before it is cut or
+    escaped, so neither can leave part of a secret where the runner's masking no longer sees it.
+    """
+    redact = redact or Redactor()
+
+    def show(text: object, limit: int = 200) -> str:
+        return md(redact(str(text)), limit)
+
     counts = [payload.get(key) or 0 for key in ("total_recipes", "passed", "failed", "skipped")]
     rate = payload.get("success_rate") or 0.0
     lines = [
-        f"## Batch metrics: {md(payload['batch_id'])}",
+        f"## Batch metrics: {show(payload['batch_id'])}",
         "",
-        f"**Upload:** {md(status)} — {md(detail, 500)}",
+        f"**Upload:** {show(status)} — {show(detail, 500)}",
         "",
         "| Ecosystem | Total | Passed | Failed | Skipped | Success rate |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| {md(payload['ecosystem'])} | " + " | ".join(map(str, counts)) + f" | {rate:.1%} |",
+        f"| {show(payload['ecosystem'])} | " + " | ".join(map(str, counts)) + f" | {rate:.1%} |",
         "",
     ]
     groups: Counter[tuple[str, str, str]] = Counter(
@@ -284,7 +288,7 @@ def render_summary(
         ]
         for eco, platform in keys[:SUMMARY_ROWS]:
             counts = [groups[(eco, platform, result)] for result in ("passed", "failed", "skipped")]
-            lines.append(f"| {md(eco)} | {md(platform)} | " + " | ".join(map(str, counts)) + " |")
+            lines.append(f"| {show(eco)} | {show(platform)} | " + " | ".join(map(str, counts)) + " |")
         if len(keys) > SUMMARY_ROWS:
             lines.append(f"\n{len(keys) - SUMMARY_ROWS} more rows not shown.")
         lines.append("")
@@ -292,7 +296,7 @@ def render_summary(
     categories = Counter(row.get("error_category") or "uncategorised" for row in failures)
     if categories:
         lines += ["### Top failure categories", "", "| Category | Failures |", "|---|---:|"]
-        lines += [f"| {md(name)} | {count} |" for name, count in categories.most_common(10)]
+        lines += [f"| {show(name)} | {count} |" for name, count in categories.most_common(10)]
         lines.append("")
     if failures:
         lines += [
@@ -303,15 +307,15 @@ def render_summary(
         ]
         for row in failures[:SUMMARY_FAILURES]:
             error = row.get("error_message")
-            message = f"<code>{md(error, 300)}</code>" if error else ""
+            message = f"<code>{show(error, 300)}</code>" if error else ""
             lines.append(
-                f"| {md(row['recipe_name'])} | {md(row.get('platform') or '—')} "
-                f"| {md(row.get('error_category') or '')} | {message} |"
+                f"| {show(row['recipe_name'])} | {show(row.get('platform') or '—')} "
+                f"| {show(row.get('error_category') or '')} | {message} |"
             )
         lines.append("")
     if warnings:
         lines += [f"### Warnings ({len(warnings)})", ""]
-        lines += [f"- {md(text, 300)}" for text in warnings[:SUMMARY_WARNINGS]]
+        lines += [f"- {show(text, 300)}" for text in warnings[:SUMMARY_WARNINGS]]
         if len(warnings) > SUMMARY_WARNINGS:
             lines.append(f"- {len(warnings) - SUMMARY_WARNINGS} more in the step log")
         lines.append("")
