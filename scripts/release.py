@@ -45,13 +45,16 @@ def run(command: Sequence[str]) -> None:
 
 
 def publish_with_docker(
-    image: str, tags: list[str], platforms: str, build_args: list[str], context: Path
+    image: str, tags: list[str], platforms: str, build_args: list[str], context: Path, attest: bool
 ) -> str:
     """buildx: one multi-platform build pushed under every tag, with provenance and an SBOM."""
     with tempfile.TemporaryDirectory() as scratch:
         metadata = Path(scratch) / "metadata.json"
         command = ["docker", "buildx", "build", "--platform", platforms, "--push"]
-        command += ["--provenance=mode=max", "--sbom=true", "--metadata-file", str(metadata)]
+        command += ["--metadata-file", str(metadata)]
+        # Attestations need a BuildKit builder (docker/setup-buildx-action makes one), not the
+        # daemon's own `docker` driver, which the container tests use.
+        command += ["--provenance=mode=max", "--sbom=true"] if attest else ["--provenance=false"]
         command += [part for tag in tags for part in ("--tag", f"{image}:{tag}")]
         command += [part for arg in build_args for part in ("--build-arg", arg)]
         run([*command, str(context)])
@@ -116,6 +119,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     publish.add_argument(
         "--insecure-registry", action="store_true", help="podman: plain http, no TLS check (loopback)"
     )
+    publish.add_argument(
+        "--no-attest", dest="attest", action="store_false", help="docker: no provenance or SBOM"
+    )
     publish.add_argument("--action", type=Path, default=DOCKER_ACTION)
     only_pin = commands.add_parser("pin", help="write IMAGE@DIGEST into docker/action.yml")
     only_pin.add_argument("--reference", required=True)
@@ -133,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ReleaseError(f"image names are lower case: {args.image}")
             if args.engine == "docker":
                 digest = publish_with_docker(
-                    args.image, args.tag, args.platform, args.build_arg, args.context
+                    args.image, args.tag, args.platform, args.build_arg, args.context, args.attest
                 )
             else:
                 digest = publish_with_podman(
