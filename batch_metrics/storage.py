@@ -14,12 +14,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from batch_metrics.dashboard import ROLLUP_MIGRATION, ROLLUP_STATEMENTS
 from batch_metrics.models import BatchPayload
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         "ALTER TABLE batch_runs ADD COLUMN received_at TEXT;\n"
         "CREATE UNIQUE INDEX idx_batch_runs_idempotency_key ON batch_runs(idempotency_key);",
     ),
+    (4, ROLLUP_MIGRATION),  # the dashboard's roll-ups and indexes, filled from the batches already stored
 )
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -223,6 +225,9 @@ class SQLStorage(ABC):
             run_id = int(row[0])
             if payload["results"]:
                 self._insert_results(db, result_rows(run_id, payload))
+                values = {"run": run_id, "ecosystem": payload["ecosystem"]}
+                for statement, names in ROLLUP_STATEMENTS:  # the dashboard's roll-ups, in this transaction
+                    db.execute(self._sql(statement), [values[name] for name in names])
         return run_id, False
 
     def list_runs(self, query: RunFilter) -> tuple[list[dict[str, Any]], int | None]:
@@ -234,6 +239,11 @@ class SQLStorage(ABC):
         if len(runs) > query.limit:
             return runs[: query.limit], int(runs[query.limit - 1]["id"])
         return runs, None
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of one read statement written with `{mark}` placeholders (the dashboard's queries)."""
+        with self._reader() as db:
+            return _dicts(db.execute(self._sql(sql), params))
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         with self._reader() as db:
