@@ -8,7 +8,8 @@
 tag, takes the digest the registry stored (the manifest list's, for several platforms), writes
 `image: docker://IMAGE@DIGEST` into docker/action.yml, and prints `IMAGE@DIGEST`. With docker it
 builds with buildx and attaches SLSA provenance and an SBOM to the image. `pin` only writes the
-reference. Under GitHub Actions both also write `reference=` and `digest=` to $GITHUB_OUTPUT.
+reference. Under GitHub Actions both also write `reference=`, `image=` and `digest=` to
+$GITHUB_OUTPUT.
 
 Standard library only: it runs on a bare runner before anything is installed.
 """
@@ -103,7 +104,8 @@ def report(reference: str) -> None:
     github_output = os.environ.get("GITHUB_OUTPUT")
     if github_output:
         with open(github_output, "a", encoding="utf-8") as outputs:
-            outputs.write(f"reference={reference}\ndigest={reference.partition('@')[2]}\n")
+            image, _, digest = reference.partition("@")
+            outputs.write(f"reference={reference}\nimage={image}\ndigest={digest}\n")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

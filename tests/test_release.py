@@ -69,6 +69,7 @@ def test_pin_changes_only_the_image_line(tmp_path: Path) -> None:
     assert done.stdout.strip() == reference
     assert parse_outputs(github_output.read_text(encoding="utf-8")) == {
         "reference": reference,
+        "image": "ghcr.io/octo/batch-metrics",
         "digest": DIGEST,
     }
     before = DOCKER_ACTION.read_text(encoding="utf-8").splitlines()
