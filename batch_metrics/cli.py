@@ -13,13 +13,17 @@ as a problem.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import io
 import os
+import re
+import shlex
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from batch_metrics import TOKEN_ENV, __version__
 
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
     from batch_metrics.github import Inputs, Reporter
 
 ENDPOINT_ENV = "BATCH_METRICS_ENDPOINT"
+# Payloads that could not be sent wait here, beside the payload file, until `upload` sends them.
+PENDING_DIR = "batch-metrics-pending"
 
 
 def _debug(env: Mapping[str, str]) -> bool:
@@ -94,9 +100,10 @@ def _as_given(path: Path, workspace: Path) -> str:
 
 
 def _results_without_payload(results: str, payload_path: Path, workspace: Path) -> str:
-    """The result globs plus an exclusion of our own payload file, which must never be read back in."""
+    """The result globs plus exclusions of our own payload file and kept payloads, never to be read back."""
     from wcmatch import glob as wcglob
 
+    results = f"{results}\n!{PENDING_DIR}/**"
     try:
         inside = payload_path.resolve().relative_to(workspace.resolve())
     except ValueError:
@@ -104,12 +111,31 @@ def _results_without_payload(results: str, payload_path: Path, workspace: Path) 
     return f"{results}\n!{wcglob.escape(inside.as_posix())}"
 
 
+def pending_path(workspace: Path, batch_id: str) -> Path:
+    """Where a payload that could not be sent is kept: one file per batch id, in the workspace.
+
+    The name is the id with anything but letters, digits, `.`, `_` and `-` replaced, plus a
+    short hash of the id itself, so two ids that read alike never share a file.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", batch_id)[:80].strip("._") or "batch"
+    digest = hashlib.sha256(batch_id.encode("utf-8", errors="surrogatepass")).hexdigest()[:8]
+    return workspace / PENDING_DIR / f"{safe}-{digest}.json"
+
+
+def _resend_hint(kept: Path, workspace: Path, endpoint: str) -> str:
+    """A command that works as printed in the workspace, wherever this process ran (a container too)."""
+    command = (
+        f"batch-metrics upload {shlex.quote(_as_given(kept, workspace))} --endpoint {shlex.quote(endpoint)}"
+    )
+    return f"re-send it from the workspace, with the token in ${TOKEN_ENV}: {command}"
+
+
 def _run_job(
     inputs: Inputs, problems: list[str], args: argparse.Namespace, env: Mapping[str, str], reporter: Reporter
 ) -> int:
-    from batch_metrics.collectors import collect
+    from batch_metrics.collectors import Collection, collect
     from batch_metrics.github import render_summary, write_outputs, write_summary
-    from batch_metrics.payload import build_payload, write_payload
+    from batch_metrics.payload import build_payload, payload_bytes, redact_messages
 
     token, token_problem = _read_token(args.token_file, env, inputs.token)
     reporter.mask(token)
@@ -117,33 +143,53 @@ def _run_job(
         problems.append(token_problem)
     workspace = Path(args.workspace or env.get("GITHUB_WORKSPACE") or os.getcwd())
     payload_path = workspace / inputs.payload_path  # an absolute payload-path replaces the workspace
+    workspace_missing = not workspace.is_dir()
+    if workspace_missing:
+        problems.append(
+            f"the workspace {workspace} is not a directory: nothing is collected there, and it is not "
+            "created to hold the payload"
+        )
     for problem in problems:
         reporter.warning(problem)
 
-    collection = collect(
-        _results_without_payload(inputs.results, payload_path, workspace),
-        workspace,
-        fmt=inputs.format,
-        ecosystem=inputs.ecosystem,
+    collection = (
+        Collection()
+        if workspace_missing
+        else collect(
+            _results_without_payload(inputs.results, payload_path, workspace),
+            workspace,
+            fmt=inputs.format,
+            ecosystem=inputs.ecosystem,
+        )
     )
     reporter.file_warnings(collection.warnings)
-    try:
-        payload = build_payload(
-            collection,
-            ecosystem=inputs.ecosystem,
-            batch_id=inputs.batch_id,
-            started_at=inputs.started_at,
-            env=env,
+    payload = build_payload(
+        collection,
+        ecosystem=inputs.ecosystem,
+        batch_id=inputs.batch_id,
+        started_at=inputs.started_at,
+        env=env,
+    )
+    redact_messages(payload["results"], reporter.redact)
+    if not inputs.ecosystem and payload["ecosystem"] in ("mixed", "unknown") and payload["results"]:
+        unset = (
+            f"input ecosystem is not set, so the batch is stored as {payload['ecosystem']!r} "
+            + (
+                "(its rows name several ecosystems)"
+                if payload["ecosystem"] == "mixed"
+                else "(no row names one)"
+            )
+            + "; set ecosystem to the one this batch validates"
         )
-    except ValueError as error:
-        problems.append(f"input started-at: {error}")
-        reporter.warning(f"input started-at: {error}; using the earliest timestamp in the results")
-        payload = build_payload(collection, ecosystem=inputs.ecosystem, batch_id=inputs.batch_id, env=env)
-    body = write_payload(payload, payload_path)
+        problems.append(unset)
+        reporter.warning(unset)
+
+    body = payload_bytes(payload)
+    written = _save(body, payload_path, workspace, reporter, problems)
     reporter.info(
         f"batch {payload['batch_id']}: {payload['total_recipes']} results ({payload['passed']} passed, "
-        f"{payload['failed']} failed, {payload['skipped']} skipped) from {len(collection.files)} files; "
-        f"payload written to {payload_path}"
+        f"{payload['failed']} failed, {payload['skipped']} skipped) from {len(collection.files)} files"
+        + (f"; payload written to {payload_path}" if written else "")
     )
 
     batch_run_id = ""
@@ -179,9 +225,15 @@ def _run_job(
         status, detail = result.status, result.message
         batch_run_id = "" if result.batch_run_id is None else str(result.batch_run_id)
         if result.status == "failed":
-            reporter.warning(
-                f"upload failed: {detail}. Re-send it later with: batch-metrics upload {payload_path}"
-            )
+            kept = pending_path(workspace, payload["batch_id"])
+            if _save(body, kept, workspace, reporter, problems):
+                reporter.warning(
+                    f"upload failed: {detail}. The payload is kept in {_as_given(kept, workspace)} until it "
+                    f"is sent (a later run does not overwrite it); "
+                    + _resend_hint(kept, workspace, inputs.endpoint)
+                )
+            else:
+                reporter.warning(f"upload failed: {detail}")
         else:
             reporter.info(f"{status}: {detail}")
 
@@ -194,15 +246,38 @@ def _run_job(
             "failed": str(payload["failed"]),
             "skipped": str(payload["skipped"]),
             "success-rate": f"{payload['success_rate']:g}",
-            "payload-path": _as_given(payload_path, workspace),
+            "payload-path": _as_given(payload_path, workspace) if written else "",
         },
         env,
     )
     if inputs.summary:
         notes = problems + [str(warning) for warning in collection.warnings]
-        write_summary(render_summary(payload, status=status, detail=detail, warnings=notes), env)
+        summary = render_summary(
+            payload, status=status, detail=detail, warnings=notes, redact=reporter.redact
+        )
+        write_summary(summary, env)
     had_problem = status in ("failed", "no-results") or bool(problems) or bool(collection.warnings)
     return 1 if had_problem and inputs.fail_on_error else 0
+
+
+def _save(body: bytes, path: Path, workspace: Path, reporter: Reporter, problems: list[str]) -> bool:
+    """Write the payload to `path`; a warning and False when it cannot be written.
+
+    Nothing is written inside a workspace that does not exist (already warned about): creating
+    it would hide a wrong GITHUB_WORKSPACE or --workspace.
+    """
+    from batch_metrics.payload import write_bytes
+
+    if path.is_relative_to(workspace) and not workspace.is_dir():
+        return False
+    try:
+        write_bytes(body, path)
+    except OSError as error:
+        problem = f"the payload was not written to {_as_given(path, workspace)}: {error.strerror or error}"
+        problems.append(problem)
+        reporter.warning(problem)
+        return False
+    return True
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -250,6 +325,10 @@ def cmd_upload(args: argparse.Namespace) -> int:
         reporter.warning(f"upload of {path} failed: {result.message}")
         return failure
     print(f"{result.status}: {result.message}")
+    if path.resolve().parent.name == PENDING_DIR:
+        # A kept payload has done its job once the endpoint holds the batch.
+        path.unlink(missing_ok=True)
+        print(f"removed {path}: the endpoint has this batch")
     return 0
 
 
@@ -301,10 +380,45 @@ def _count(text: str) -> int:
     return value
 
 
+class _RefuseToken(argparse.Action):
+    """`--token` in any form is an error that never repeats the value it was given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            f"--token is not accepted (a flag shows in ps and shell history): pass the token in "
+            f"${TOKEN_ENV} or --token-file"
+        )
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser, sub-parsers included: no prefix matching (argparse would take `--token` for
+    `--token-file`, then print the token in its complaint), and `--token` refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"allow_abbrev": False, **kwargs})
+        self.add_argument("--token", nargs="?", action=_RefuseToken, help=argparse.SUPPRESS)
+
+    def parse_args(  # type: ignore[override]  # the one form this program calls
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but an unrecognised argument is named without its value, which may be a secret."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            names = [extra.split("=", 1)[0] for extra in extras if extra.startswith("-")]
+            self.error(f"unrecognized arguments: {' '.join(names) or '(values not shown)'}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batch-metrics", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="batch-metrics", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"batch-metrics {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     db_help = "SQLite path or postgresql:// URL (default: $DATABASE_URL, else ./batch-metrics.db)"
 
     run = commands.add_parser(
@@ -368,8 +482,47 @@ def _tolerate_narrow_consoles() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+class _ForgivingStream(io.TextIOBase):
+    """stdout or stderr that a closed pipe (`| head -0`) or a full disk (/dev/full) cannot break.
+
+    Each write is flushed at once, so a failure shows up here rather than at exit; after one, the
+    file descriptor is pointed at /dev/null, so neither later writes nor the interpreter's final
+    flush raise (the recipe in the `signal` module's notes on SIGPIPE). The log is lost; the job,
+    whose results are in the payload and $GITHUB_OUTPUT, goes on.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(ValueError):  # ValueError: the stream was closed outright
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except OSError:
+                self._to_devnull()
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError):
+            try:
+                self.stream.flush()
+            except OSError:
+                self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerate_narrow_consoles()
+    sys.stdout = cast(TextIO, _ForgivingStream(sys.stdout))
+    sys.stderr = cast(TextIO, _ForgivingStream(sys.stderr))
     args = build_parser().parse_args(argv)
     code: int = args.handler(args)
     return code

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from batch_metrics.collectors import FORMATS, CollectWarning
+from batch_metrics.payload import parse_rfc3339
 from batch_metrics.redact import Redactor
 
 if TYPE_CHECKING:
@@ -121,6 +122,27 @@ def read_inputs(
             return float(INPUT_DEFAULTS[name])
         return value
 
+    def text(name: str, instead: str) -> str | None:
+        # Arguments that are not valid UTF-8 reach Python as lone surrogates, which no JSON can carry.
+        value = given[name].strip()
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"input {name}: {value[:40]!a} is not valid UTF-8 text; {instead}")
+            return None
+        return value or None
+
+    def moment(name: str) -> str | None:
+        value = text(name, "using the earliest timestamp in the results")
+        if value is None:
+            return None
+        try:
+            parse_rfc3339(value)
+        except ValueError as error:
+            problems.append(f"input {name}: {error}; using the earliest timestamp in the results")
+            return None
+        return value
+
     fmt = given["format"].strip().lower()
     if fmt != "auto" and fmt not in FORMATS:
         problems.append(f"input format: {fmt[:40]!r} is not auto or one of {', '.join(FORMATS)}; using auto")
@@ -136,9 +158,9 @@ def read_inputs(
             token=given["token"].strip(),
             results=given["results"],
             format=fmt,
-            ecosystem=given["ecosystem"].strip() or None,
-            batch_id=given["batch-id"].strip() or None,
-            started_at=given["started-at"].strip() or None,
+            ecosystem=text("ecosystem", "using the ecosystem the rows name"),
+            batch_id=text("batch-id", "using the default batch id"),
+            started_at=moment("started-at"),
             fail_on_error=flag("fail-on-error"),
             dry_run=flag("dry-run"),
             timeout=number("timeout", 0.1, 3600),

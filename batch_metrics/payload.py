@@ -32,7 +32,7 @@ import re
 import secrets
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -50,6 +50,10 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
 
+class NotARegularFileError(OSError):
+    """The payload path names something that is not a regular file, which a payload must not replace."""
+
+
 def rfc3339(moment: datetime) -> str:
     """`2026-02-19T14:31:25Z`: UTC, whole seconds (a naive datetime is taken as UTC)."""
     if moment.tzinfo is None:
@@ -58,11 +62,19 @@ def rfc3339(moment: datetime) -> str:
 
 
 def parse_rfc3339(text: str) -> datetime:
-    """The moment an RFC 3339 timestamp names, in UTC; ValueError saying what is expected."""
-    moment = parse_timestamp(text) if _RFC3339.fullmatch(text.strip()) else None
+    """The moment an RFC 3339 timestamp names, in UTC; ValueError saying what is expected.
+
+    A moment that has no UTC equivalent in years 1 to 9999 (`0001-01-01T00:00:00+01:00`) is refused
+    the same way, not left to overflow later.
+    """
+    try:
+        moment = parse_timestamp(text) if _RFC3339.fullmatch(text.strip()) else None
+    except OverflowError:
+        moment = None
     if moment is None:
         raise ValueError(
-            f"started-at {text[:60]!r} is not an RFC 3339 timestamp with a zone, e.g. 2026-02-19T14:31:25Z"
+            f"{text[:60]!r} is not an RFC 3339 timestamp with a zone, in years 1 to 9999 UTC, "
+            "e.g. 2026-02-19T14:31:25Z"
         )
     return moment
 
@@ -178,16 +190,34 @@ def payload_bytes(payload: BatchPayload) -> bytes:
     return PAYLOAD_SERIALIZER.to_json(payload, exclude_none=True)
 
 
+def redact_messages(results: list[RecipeResult], redact: Callable[[str], str]) -> None:
+    """Secrets out of the rows' error messages, in place, before the payload is written or sent."""
+    for row in results:
+        message = row.get("error_message")
+        if message:
+            row["error_message"] = redact(message)
+
+
 def write_payload(payload: BatchPayload, path: Path) -> bytes:
-    """Write the payload atomically and return the bytes written.
+    """Write the payload atomically (see `write_bytes`) and return the bytes written."""
+    body = payload_bytes(payload)
+    write_bytes(body, path)
+    return body
+
+
+def write_bytes(body: bytes, path: Path) -> None:
+    """Write a payload's bytes atomically, creating or replacing a regular file only.
 
     The bytes go to a temporary file beside the target, are flushed to disk, and the
     file is renamed over the target: a reader (or a later `batch-metrics upload`)
-    sees the old file or the whole new one, never half of it. Parent directories are
-    created. The file is made world-readable, as the payload holds no secret and a
-    container action writes it as root for later steps running as another user.
+    sees the old file or the whole new one, never half of it. A target that exists and
+    is not a regular file (a device such as /dev/null, a FIFO, a directory, a socket)
+    is left alone: the rename would replace it, so NotARegularFileError says so. Parent
+    directories are created. The file is made world-readable, as the payload holds no
+    secret and a container action writes it as root for later steps running as another user.
     """
-    body = payload_bytes(payload)
+    if path.exists() and not path.is_file():
+        raise NotARegularFileError(f"{path} exists and is not a regular file; it is left as it is")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -200,4 +230,3 @@ def write_payload(payload: BatchPayload, path: Path) -> bytes:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    return body
