@@ -1,0 +1,289 @@
+"""The composite action's set-up (action/install.sh through action.yml's steps): each platform's branch,
+the fallbacks, and the real Linux path end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_action_metadata import (
+    BASH,
+    UV_REQUIREMENTS,
+    StepRun,
+    fake_bin,
+    pinned,
+    run_context,
+    run_step,
+    runner_env,
+)
+
+SYSTEM_PATH = os.pathsep.join(("/usr/bin", "/bin"))
+# Nothing leaves the machine: no index for pip, uv offline.
+NO_INDEX = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "UV_OFFLINE": "1"}
+
+
+def runner(tmp_path: Path, path: str, action_path: Path = ROOT, **extra: str) -> dict[str, str]:
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
+    return {
+        "PATH": path,
+        "RUNNER_TEMP": str(runner_temp),
+        "RUNNER_OS": "Linux",
+        "RUNNER_ARCH": "X64",
+        "GITHUB_ACTION_PATH": str(action_path),
+        **NO_INDEX,
+        **extra,
+    }
+
+
+def old_pythons_only(tmp_path: Path) -> Path:
+    """A PATH directory with bash and only Pythons too old for the action (as a 3.10 answers the probe)."""
+    directory = fake_bin(tmp_path, python3="exit 1", python="exit 1")
+    (directory / "bash").symlink_to(BASH)
+    return directory
+
+
+def with_python(tmp_path: Path, directory: Path, name: str = "python3") -> Path:
+    """`directory/name` runs this interpreter (a symlink, as the tool cache and setup-python lay them out)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).symlink_to(sys.executable)
+    return directory
+
+
+def locate(tmp_path: Path, env: Mapping[str, str], fail_on_error: str = "false") -> StepRun:
+    return run_step("locate", tmp_path, {"inputs.fail-on-error": fail_on_error}, env)
+
+
+def install(
+    tmp_path: Path, env: Mapping[str, str], base_python: str, venv: Path | str, fail_on_error: str = "false"
+) -> StepRun:
+    context = {
+        "inputs.fail-on-error": fail_on_error,
+        "steps.locate.outputs.python": base_python,
+        "steps.locate.outputs.venv": str(venv),
+    }
+    return run_step("install", tmp_path, context, env)
+
+
+def digest_of(venv: str) -> str:
+    return venv.rsplit("-", 1)[1]
+
+
+def action_with(tmp_path: Path, action_txt: str) -> Path:
+    """An action directory whose requirements/action.txt holds `action_txt`, beside the real script."""
+    action = tmp_path / "action-checkout"
+    (action / "requirements").mkdir(parents=True)
+    (action / "requirements" / "action.txt").write_text(action_txt)
+    shutil.copy(UV_REQUIREMENTS, action / "requirements" / "uv.txt")
+    shutil.copytree(ROOT / "action", action / "action")
+    return action
+
+
+# --- locate: which Python, which venv, which cache key ----------------------------------------
+
+
+def test_locate_names_the_venv_and_cache_key_after_python_and_requirements(tmp_path: Path) -> None:
+    path = os.pathsep.join((str(with_python(tmp_path, tmp_path / "bin")), SYSTEM_PATH))
+    found = locate(tmp_path, runner(tmp_path, path))
+    assert found.code == 0, found.stdout
+    digest = digest_of(found.outputs["venv"])
+    assert re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert found.outputs["venv"] == str(tmp_path / "runner-temp" / f"batch-metrics-venv-{digest}")
+    assert found.outputs["key"] == f"batch-metrics-venv-Linux-X64-py{platform.python_version()}-{digest}"
+    # the interpreter's own path (sys.executable), not a command name or a shim that runs it
+    assert Path(found.outputs["python"]).resolve() == Path(sys.executable).resolve()
+    changed = runner(tmp_path, path, action_with(tmp_path, "# other pins\n"))
+    assert digest_of(locate(tmp_path, changed).outputs["venv"]) != digest  # new pins, new venv and key
+
+
+@pytest.mark.parametrize(
+    ("where", "layout"),
+    [
+        ("pythonLocation", "bin/python3"),  # setup-python on Linux and macOS
+        ("pythonLocation", "python.exe"),  # setup-python on Windows
+        ("RUNNER_TOOL_CACHE", "Python/3.12.9/x64/bin/python3"),  # hosted Linux and macOS images
+        ("RUNNER_TOOL_CACHE", "Python/3.12.9/x64/python.exe"),  # hosted Windows images
+    ],
+)
+def test_locate_finds_python_where_each_runner_keeps_it(tmp_path: Path, where: str, layout: str) -> None:
+    old = old_pythons_only(tmp_path)
+    root = tmp_path / "toolcache"
+    with_python(tmp_path, (root / layout).parent, Path(layout).name)
+    found = locate(tmp_path, {**runner(tmp_path, str(old)), where: str(root)})  # no other Python on PATH
+    assert found.code == 0, found.stdout
+    assert found.outputs["python"] == str(root / layout)
+    assert found.outputs["key"].startswith(f"batch-metrics-venv-Linux-X64-py{platform.python_version()}-")
+
+
+def test_locate_hands_windows_paths_to_windows_programs(tmp_path: Path) -> None:
+    """On Git Bash the venv path goes to Python and the cache action as D:\\..., and comes back as /d/..."""
+    converter = (
+        'case "$1" in\n'
+        '  -w) printf "%s\\n" "$2" | sed "s|^/d/|D:\\\\\\\\|; s|/|\\\\\\\\|g" ;;\n'
+        '  -u) printf "%s\\n" "$2" | sed "s|^D:\\\\\\\\|/d/|; s|\\\\\\\\|/|g" ;;\n'
+        "esac"
+    )
+    tools = fake_bin(tmp_path, cygpath=converter)
+    with_python(tmp_path, tools)
+    env = runner(tmp_path, os.pathsep.join((str(tools), SYSTEM_PATH)), RUNNER_TEMP="D:\\a\\_temp")
+    found = locate(tmp_path, env)
+    assert found.code == 0, found.stdout
+    assert found.outputs["venv"] == f"D:\\a\\_temp\\batch-metrics-venv-{digest_of(found.outputs['venv'])}"
+
+
+@pytest.mark.parametrize(("fail_on_error", "expected_code"), [("false", 0), ("true", 1)])
+def test_locate_without_a_new_enough_python(tmp_path: Path, fail_on_error: str, expected_code: int) -> None:
+    old = old_pythons_only(tmp_path)
+    found = locate(tmp_path, runner(tmp_path, str(old)), fail_on_error)
+    assert found.code == expected_code, found.stdout
+    command = "::error" if fail_on_error == "true" else "::warning"
+    assert f"{command} title=batch-metrics::no Python 3.11 or newer" in found.stdout
+    assert "key" not in found.outputs  # so the cache, install and run steps are skipped
+    assert found.outputs.get("status") == (None if fail_on_error == "true" else "failed")
+
+
+# --- install: reuse, uv, the pip fallback -----------------------------------------------------
+
+
+def fake_uv(directory: Path, log: Path, code: int = 0) -> Path:
+    """A uv that writes down its arguments and exits with `code`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    uv = directory / "uv"
+    uv.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >>"{log}"\nexit {code}\n')
+    uv.chmod(0o755)
+    return uv
+
+
+@pytest.mark.parametrize("layout", ["bin/python", "Scripts/python.exe"])  # Linux/macOS, Windows
+def test_a_venv_restored_or_made_earlier_is_used_as_it_is(tmp_path: Path, layout: str) -> None:
+    venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
+    with_python(tmp_path, (venv / layout).parent, Path(layout).name)
+    (venv / ".installed").touch()
+    offline = runner(tmp_path, SYSTEM_PATH)  # no install is possible
+    done = install(tmp_path, offline, sys.executable, venv)
+    assert done.code == 0, done.stdout
+    assert done.outputs == {"python": str(venv / layout)}  # no `installed`: nothing to save to the cache
+
+
+def test_a_broken_venv_is_made_again_with_the_runners_uv(tmp_path: Path) -> None:
+    venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(tmp_path / "gone")  # restored onto a runner without its Python
+    (venv / ".installed").touch()
+    log = tmp_path / "uv-args.txt"
+    tools = fake_uv(tmp_path / "tools", log).parent
+    env = runner(tmp_path, os.pathsep.join((str(tools), SYSTEM_PATH)))
+    done = install(tmp_path, env, sys.executable, venv)
+    assert done.code == 0, done.stdout
+    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true"}
+    assert (venv / "pyvenv.cfg").exists() and not list(venv.rglob("pip"))  # a fresh venv, made without pip
+    assert log.read_text().splitlines() == [
+        "pip", "install", "--python", str(venv / "bin" / "python"), "--require-hashes", "--no-deps",
+        "--only-binary", ":all:", "--quiet", "-r", str(ROOT / "requirements" / "action.txt"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["bin/uv", "Scripts/uv.exe"])  # where `pip install --target` puts it
+def test_without_uv_on_path_it_is_installed_with_hashes_from_uv_txt(tmp_path: Path, layout: str) -> None:
+    log = tmp_path / "uv-args.txt"
+    pip_log = tmp_path / "pip-args.txt"
+    # The base Python as far as pip goes: `-m pip install --target DIR ...` lays out a uv; the rest is real.
+    fake_pip = fake_bin(
+        tmp_path,
+        python=(
+            'if [ "$1 $2 $3 $4" = "-m pip install --target" ]; then\n'
+            f'  printf "%s\\n" "$@" >"{pip_log}"\n'
+            f'  mkdir -p "$5/{Path(layout).parent}"\n'
+            f'  printf \'#!/bin/sh\\nprintf "%%s\\\\n" "$@" >"{log}"\\n\' >"$5/{layout}"\n'
+            f'  chmod +x "$5/{layout}"; exit 0\n'
+            "fi\n"
+            f'exec "{sys.executable}" "$@"'
+        ),
+    )
+    base = fake_pip / "python"
+    venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
+    done = install(tmp_path, runner(tmp_path, SYSTEM_PATH), str(base), venv)
+    assert done.code == 0, done.stdout
+    assert done.outputs["installed"] == "true"
+    pip = pip_log.read_text().splitlines()
+    assert pip[4] == str(tmp_path / "runner-temp" / "batch-metrics-uv")
+    assert {"--require-hashes", "--no-deps", ":all:"} <= set(pip)
+    assert pip[-2:] == ["-r", str(ROOT / "requirements" / "uv.txt")]
+    assert log.read_text().splitlines()[:4] == ["pip", "install", "--python", str(venv / "bin" / "python")]
+
+
+def test_when_uv_fails_the_runners_pip_installs_into_the_venv(tmp_path: Path) -> None:
+    action = action_with(tmp_path, "")  # nothing to fetch: this is about which installer runs
+    tools = fake_uv(tmp_path / "tools", tmp_path / "uv-args.txt", code=2).parent
+    env = runner(tmp_path, os.pathsep.join((str(tools), SYSTEM_PATH)), action)
+    venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
+    done = install(tmp_path, env, sys.executable, venv)
+    assert done.code == 0, done.stdout
+    assert "uv could not install the requirements; trying pip" in done.stdout
+    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true"}
+    assert (venv / ".installed").exists()
+
+
+@pytest.mark.parametrize(("fail_on_error", "expected_code"), [("false", 0), ("true", 1)])
+def test_a_failing_install_warns_and_lets_the_job_go_on(
+    tmp_path: Path, fail_on_error: str, expected_code: int
+) -> None:
+    # No package index reachable: neither uv nor the pinned wheels can be fetched, for real.
+    venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
+    done = install(tmp_path, runner(tmp_path, SYSTEM_PATH), sys.executable, venv, fail_on_error)
+    assert done.code == expected_code, done.stdout
+    command = "::error" if fail_on_error == "true" else "::warning"
+    assert f"{command} title=batch-metrics::installing the action's requirements with" in done.stdout
+    assert "python" not in done.outputs  # so the run step is skipped
+    assert not (venv / ".installed").exists()  # and the next use tries again
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def test_the_linux_set_up_end_to_end_from_the_package_index(tmp_path: Path) -> None:
+    """locate, install and run as action.yml chains them on a fresh RUNNER_TEMP, fetching uv and the
+    pinned wheels for real; then the same job's second use reuses the venv."""
+    machine = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "RUNNER_"))}
+    env = {**machine, **runner(tmp_path, os.environ["PATH"]), "HOME": os.environ.get("HOME", str(tmp_path))}
+    for name in NO_INDEX:
+        env.pop(name)
+    env["UV_CACHE_DIR"] = str(tmp_path / "uv-cache")  # a new job's uv has no cache
+    found = locate(tmp_path, env)
+    assert found.code == 0, found.stdout
+    installed = install(tmp_path, env, found.outputs["python"], found.outputs["venv"])
+    assert installed.code == 0, installed.stdout
+    assert installed.outputs["installed"] == "true"
+    assert (tmp_path / "runner-temp" / "batch-metrics-uv").is_dir()  # uv came from requirements/uv.txt
+    workspace = tmp_path / "workspace"
+    shutil.copytree(ROOT / "examples" / "results", workspace / "results")
+    inputs = {"results": "results/**", "ecosystem": "homebrew", "dry-run": "true", "summary": "false"}
+    ran = run_step(
+        "run",
+        tmp_path,
+        run_context(tmp_path, installed.outputs["python"], inputs),
+        runner_env(tmp_path, workspace),
+    )
+    assert ran.code == 0, ran.stdout
+    assert ran.outputs["status"] == "dry-run"
+    payload = json.loads((workspace / "batch-metrics-payload.json").read_text())
+    assert payload["total_recipes"] == int(ran.outputs["total"]) > 0
+    again = install(tmp_path, {**env, **NO_INDEX}, found.outputs["python"], found.outputs["venv"])
+    assert again.outputs == {"python": installed.outputs["python"]}  # reused, nothing to save
+
+
+def test_uv_is_pinned_with_hashes() -> None:
+    pins = pinned(UV_REQUIREMENTS)
+    assert list(pins) == ["uv"]
+    version, hashes = pins["uv"]
+    assert f"uv=={version}" in (ROOT / "requirements" / "uv.in").read_text()
+    assert len(hashes) > 10  # a wheel for every platform the runners have
