@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.request
@@ -70,3 +71,13 @@ def wait_healthy(
         except OSError:
             assert alive() and time.monotonic() < deadline, f"{url} did not answer /health: {why()}"
             time.sleep(0.1)
+
+
+def need(binary: Path, package: str) -> None:
+    """Outside CI a missing Debian package leaves the test out, saying which; in CI it fails."""
+    if binary.exists():
+        return
+    message = f"{binary} is missing: install Debian's {package} package (.ci/run does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

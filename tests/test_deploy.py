@@ -27,7 +27,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.conftest import ROOT, parse_outputs, unused_port, wait_healthy
+from tests.conftest import ROOT, need, parse_outputs, unused_port, wait_healthy
 from tests.pg import fresh_database
 
 pytest_plugins = ["tests.pg"]
@@ -100,6 +100,7 @@ def test_compose_wires_caddy_the_endpoint_and_postgresql() -> None:
 
 
 def test_caddyfile_is_valid() -> None:
+    need(CADDY, "caddy")
     env = {**os.environ, "METRICS_DOMAIN": "metrics.example.dev", "ACME_EMAIL": "ops@example.dev"}
     done = subprocess.run(
         [str(CADDY), "validate", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
@@ -171,7 +172,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def deployment(postgres_admin_url: str, tmp_path: Path) -> Iterator[Deployment]:
-    assert CADDY.exists(), "install Debian's caddy package (.ci/run does)"
+    need(CADDY, "caddy")
     token = secrets.token_urlsafe(24)
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{token}\n", encoding="utf-8")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT, parse_outputs, unused_port
+from tests.conftest import ROOT, need, parse_outputs, unused_port
 
 SCRIPT = ROOT / "scripts" / "release.py"
 DOCKER_ACTION = ROOT / "docker" / "action.yml"
@@ -121,7 +121,7 @@ def test_pinned_action_matches_githubs_schema(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A plain-http registry on loopback; its host:port."""
-    assert REGISTRY_BINARY.exists(), "install Debian's docker-registry package (.ci/run does)"
+    need(REGISTRY_BINARY, "docker-registry")
     home = tmp_path_factory.mktemp("registry")
     address = f"127.0.0.1:{unused_port()}"
     config = home / "config.yml"
