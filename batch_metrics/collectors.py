@@ -53,30 +53,47 @@ record's, else the `package_id` prefix, else the `ecosystem` argument, else
 and its end (where the command and the final error of a build log are) with a
 marker saying how much was cut in between.
 
-Nothing here raises for bad input: a malformed file, line or row becomes a
-`CollectWarning` naming the file and line (at most `MAX_WARNINGS_PER_FILE` per
-file, then one saying how many more), and everything else still counts.
-Timestamps (record `timestamp`, `updated_at`, a payload's `started_at`, a
-JUnit suite's `timestamp`) are read leniently, without a zone meaning UTC, and
-the earliest becomes `Collection.earliest`.
+Nothing here raises for bad input, and one bad file never costs more than itself:
+the whole work on a file (opening, sniffing, reading, mapping, validating) runs
+inside one boundary, so any failure, foreseen or not, is one `CollectWarning`
+naming the file (and the line, where known). A malformed line or row is a warning
+naming file and line (at most `MAX_WARNINGS_PER_FILE` per file, then one saying how
+many more), and everything else still counts. Line formats (per-record NDJSON,
+failure records, ready payloads) keep their good lines. A whole document (a
+validation-results array, a JUnit file) counts all or nothing: one that does not
+parse to its end contributes no rows and one warning saying where it broke, so a
+report cut off before its failures never reads as passed.
+
+JUnit XML is read with expat in a streaming pass (time linear in the file, however
+deeply suites nest). A document that declares entities in its DTD is refused (no
+runner writes them; expanded, a few MB become GBs), and the text of a failure or a
+suite log is kept only as far as `max_message_chars` can hold, its start and its end,
+so memory stays bounded whatever one element holds. A testcase with neither `name`
+nor `classname` is named after its suite and position (`<suite>#3`); a suite that
+declares tests but holds no testcase is a warning.
+
+Timestamps (record `timestamp`, `updated_at`, a payload's `started_at`, a JUnit
+suite's `timestamp`) are read leniently, without a zone meaning UTC, and the earliest
+becomes `Collection.earliest`. One that names no moment a computer can hold in UTC
+(`0001-01-01T00:00:00+01:00`) is a warning on that value; its row still counts.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from xml.parsers import expat
 
-from pydantic_core import ValidationError, from_json
+from pydantic_core import ValidationError
 from wcmatch import glob as wcglob
 
+from batch_metrics.jsonstream import Problem, json_values
 from batch_metrics.wire import PAYLOAD_VALIDATOR, RESULTS_VALIDATOR
 
 if TYPE_CHECKING:
@@ -93,8 +110,11 @@ RESULT_SPELLINGS = {
 _GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NODIR
 _CUT_MARK = "\n[... {} characters cut ...]\n"
 _HEAD_BYTES = 8192
+_XML_CHUNK = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 _BLANK = b" \t\r\n"
+_NEXT_VALUE = "skipped to the next value"
+_ALL_OR_NOTHING = "a whole document counts all or nothing: nothing collected from this file"
 
 
 @dataclass(frozen=True)
@@ -124,12 +144,8 @@ def normalise_result(value: object) -> str | None:
     return RESULT_SPELLINGS.get(value) or RESULT_SPELLINGS.get(value.strip().lower())
 
 
-def parse_timestamp(value: object) -> datetime | None:
-    """A UTC datetime from RFC 3339 or the near misses pipelines write, else None.
-
-    Accepted besides ISO 8601: dashes in the time (`2026-03-08T01-58-35Z`, tsuku's
-    `updated_at`), more than 6 fractional digits, lower-case `t` and `z`, no zone (UTC).
-    """
+def _local_time(value: object) -> datetime | None:
+    """The datetime a timestamp text spells, in its own zone (None: no zone), else None."""
     if not isinstance(value, str):
         return None
     text = value.strip().upper()
@@ -143,17 +159,52 @@ def parse_timestamp(value: object) -> datetime | None:
             parsed = datetime.fromisoformat(date + sep + clock)
         except ValueError:
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parsed
 
 
-def bound_message(message: str | None, limit: int) -> str | None:
-    """At most `limit` characters: the start and the end of a long log, and how much was cut."""
-    if message is None or len(message) <= limit:
+def _in_utc(moment: datetime) -> datetime:
+    """The moment in UTC; OverflowError when that falls outside years 1-9999."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """A UTC datetime from RFC 3339 or the near misses pipelines write, else None.
+
+    Accepted besides ISO 8601: dashes in the time (`2026-03-08T01-58-35Z`, tsuku's
+    `updated_at`), more than 6 fractional digits, lower-case `t` and `z`, no zone (UTC).
+    None also for a time whose UTC falls outside years 1-9999 (`0001-01-01T00:00:00+01:00`).
+    """
+    moment = _local_time(value)
+    if moment is None:
+        return None
+    try:
+        return _in_utc(moment)
+    except OverflowError:
+        return None
+
+
+def bound_message(message: str | None, limit: int, dropped: int = 0) -> str | None:
+    """At most `limit` characters: the start and the end of a long log, and how much was cut.
+
+    `dropped`: characters already cut from the middle of `message` (text streamed past).
+    """
+    if message is None or (len(message) <= limit and not dropped):
         return message
-    mark = _CUT_MARK.format(len(message) - limit)
+    mark = _CUT_MARK.format(max(len(message) - limit, 0) + dropped)
     keep = max(limit - len(mark), 0)
     head = keep - keep // 2
     return (message[:head] + mark + message[len(message) - keep // 2 :])[:limit]
+
+
+def _show(value: object) -> str:
+    """A value for a warning: the start of a string, else only its JSON type (never a huge repr)."""
+    return repr(value[:80]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return f"{type(error).__name__}: {error}"[:200]
 
 
 class FileRows:
@@ -166,8 +217,10 @@ class FileRows:
         self.limit = limit
         self.rows: list[dict[str, Any]] = []
         self.lines: list[int | None] = []
-        self.stamps: list[object] = []
+        self.stamps: dict[str, int | None] = {}  # each timestamp text and the first line it is on
         self.warned = 0
+        self.line: int | None = None  # where reading is, for a failure nobody foresaw
+        self.whole = False  # a whole document: all its rows or none
 
     def warn(self, line: int | None, message: str) -> None:
         if self.warned < MAX_WARNINGS_PER_FILE:
@@ -178,15 +231,31 @@ class FileRows:
         self.rows.append(row)
         self.lines.append(line)
 
-    def finish(self) -> None:
-        """Validate every row at once; a row that fails is dropped with a warning naming its line.
+    def stamp(self, line: int | None, value: object) -> None:
+        if isinstance(value, str):
+            self.stamps.setdefault(value, line)
 
-        The warning also gives the row's position among the file's rows, which is all
-        that names a JUnit testcase (ElementTree keeps no line numbers).
+    def reject(self, line: int | None, reason: str) -> None:
+        """A whole document that cannot be read to its end: one warning, and none of its rows."""
+        self.warn(line, f"{reason}; {_ALL_OR_NOTHING}")
+        self.rows, self.lines, self.stamps = [], [], {}
+
+    def fail(self, error: BaseException) -> None:
+        """What an unforeseen failure costs: a document all of it, a line format what follows."""
+        if self.whole:
+            self.reject(self.line, f"cannot be read ({_why(error)})")
+        else:
+            self.warn(self.line, f"cannot be read past here ({_why(error)}); the lines before it are kept")
+
+    def finish(self) -> None:
+        """Validate every row at once and add the file's share to the collection, or add nothing.
+
+        A row that fails validation is dropped with a warning naming its line and its
+        position among the file's rows.
         """
         rows = self.rows
         try:
-            self.collection.results.extend(RESULTS_VALIDATOR.validate_python(rows))
+            results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
             bad: dict[int, str] = {}
             for problem in error.errors(include_url=False):
@@ -194,23 +263,36 @@ class FileRows:
                 where = ".".join(map(str, problem["loc"][1:]))
                 bad.setdefault(index, f"{where}: {problem['msg']}")
             for index, reason in bad.items():
-                name = str(rows[index].get("recipe_name"))[:80]
-                self.warn(self.lines[index], f"row {index + 1} ({name!r}): {reason}; row skipped")
-            good = [row for index, row in enumerate(rows) if index not in bad]
-            self.collection.results.extend(RESULTS_VALIDATOR.validate_python(good))
-        self._note_earliest()
+                name = _show(rows[index].get("recipe_name"))
+                self.warn(self.lines[index], f"row {index + 1} ({name}): {reason}; row skipped")
+            results = RESULTS_VALIDATOR.validate_python(
+                [row for index, row in enumerate(rows) if index not in bad]
+            )
+        earliest = self._earliest()
+        self.collection.results.extend(results)
+        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
+            self.collection.earliest = earliest
+        self.note_hidden_warnings()
+
+    def note_hidden_warnings(self) -> None:
         if self.warned > MAX_WARNINGS_PER_FILE:
             hidden = self.warned - MAX_WARNINGS_PER_FILE
             self.collection.warnings.append(
                 CollectWarning(self.display, None, f"{hidden} more warnings in this file not shown")
             )
+            self.warned = MAX_WARNINGS_PER_FILE
 
-    def _note_earliest(self) -> None:
-        texts = {stamp for stamp in self.stamps if isinstance(stamp, str)}
-        moments = [moment for moment in map(parse_timestamp, texts) if moment is not None]
-        earliest = self.collection.earliest
-        if moments and (earliest is None or min(moments) < earliest):
-            self.collection.earliest = min(moments)
+    def _earliest(self) -> datetime | None:
+        moments = []
+        for text, line in self.stamps.items():
+            local = _local_time(text)
+            if local is None:
+                continue  # not a timestamp: read leniently, as before
+            try:
+                moments.append(_in_utc(local))
+            except OverflowError:
+                self.warn(line, f"timestamp {_show(text)} is out of range in UTC; ignored, the row is kept")
+        return min(moments, default=None)
 
 
 def _keys_of(value: Any) -> str:
@@ -222,95 +304,33 @@ def _keys_of(value: Any) -> str:
 class Source:
     """One open result file: its first bytes for sniffing and, for JSON, its values, parsed once."""
 
-    def __init__(self, stream: BinaryIO, head: bytes, rows: FileRows) -> None:
+    def __init__(self, stream: BinaryIO, head: bytes) -> None:
         self.stream = stream
         self.start = head.removeprefix(_BOM).lstrip(_BLANK)[:1]
-        self.rows = rows
         self._values: Iterator[tuple[int, Any]] | None = None
-        self._first: tuple[int, Any] | None = None
+        self._seen: list[tuple[int, Any]] = []  # read while looking for the first value
 
     def first_value(self) -> tuple[int, Any] | None:
         """The first well-formed JSON value and its line (None when there is none)."""
         if self._values is None:
-            self._values = _json_values(self.stream, self.rows)
-            self._first = next(self._values, None)
-        return self._first
+            self._values = json_values(self.stream)
+            for item in self._values:
+                self._seen.append(item)
+                if not isinstance(item[1], Problem):
+                    break
+        last = self._seen[-1] if self._seen else None
+        return None if last is None or isinstance(last[1], Problem) else last
+
+    def first_problem(self) -> tuple[int, Problem] | None:
+        """The first text read that is not a JSON value, if any was read while looking for one."""
+        return next(((line, item) for line, item in self._seen if isinstance(item, Problem)), None)
 
     def values(self) -> Iterator[tuple[int, Any]]:
-        first = self.first_value()
-        if first is not None and self._values is not None:
-            yield first
+        """(line, value) for every value, and (line, Problem) where the text is not one."""
+        self.first_value()
+        yield from self._seen
+        if self._values is not None:
             yield from self._values
-
-
-def _json_values(stream: BinaryIO, rows: FileRows) -> Iterator[tuple[int, Any]]:
-    """(line, value) for every JSON value: one per line, one document, or values back to back.
-
-    Lines are parsed one by one (NDJSON streams); from the first line that is not
-    a whole value on its own, the rest of the file is read and scanned instead.
-    """
-    number, text = 0, b""
-    for number, raw in enumerate(stream, 1):
-        text = raw.removeprefix(_BOM) if number == 1 else raw
-        if not text.strip(_BLANK):
-            continue
-        try:
-            value = from_json(text)
-        except ValueError:
-            break
-        yield number, value
-    else:
-        return
-    yield from _scan_values(text + stream.read(), number, rows)
-
-
-def _scan_values(data: bytes, line: int, rows: FileRows) -> Iterator[tuple[int, Any]]:
-    """The values in `data` (which starts at `line`); a malformed one costs one warning.
-
-    After a malformed value, reading resumes at the next line that opens a value at
-    column 0, so a broken pretty-printed object is one warning, not one per line.
-    """
-    try:
-        value = from_json(data)
-    except ValueError:
-        pass
-    else:
-        yield line + data[: len(data) - len(data.lstrip(_BLANK))].count(b"\n"), value
-        return
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as error:
-        rows.warn(line + data.count(b"\n", 0, error.start), "not UTF-8 text; undecodable bytes replaced")
-        text = data.decode(errors="replace")
-    decoder = json.JSONDecoder()
-    first_line, pos, end = line, 0, len(text)
-    while True:
-        start = pos
-        while pos < end and text[pos] in " \t\r\n":
-            pos += 1
-        line += text.count("\n", start, pos)
-        if pos >= end:
-            return
-        try:
-            value, stop = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as error:
-            broken_at = first_line + error.lineno - 1
-            detail = f"{error.msg} at line {broken_at}" if broken_at != line else error.msg
-            rows.warn(line, f"malformed JSON ({detail}); skipped to the next value")
-            resume = pos
-            while True:
-                resume = text.find("\n", resume)
-                if resume < 0 or text[resume + 1 : resume + 2] in ("{", "["):
-                    break
-                resume += 1
-            if resume < 0:
-                return
-            line += text.count("\n", pos, resume)
-            pos = resume
-            continue
-        yield line, value
-        line += text.count("\n", pos, stop)
-        pos = stop
 
 
 # --- one collector per format, all behind one interface and listed in COLLECTORS -------------------
@@ -347,7 +367,7 @@ def _record_message(exit_code: object, attempts: object, blocked_by: object) -> 
     return " ".join(parts) or None
 
 
-def _record_row(record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
+def _record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
     """A validation result or a per-record line as a row, or why it cannot be one."""
     status = record.get("status")
     exit_code = record.get("exit_code")
@@ -356,7 +376,7 @@ def _record_row(record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
     else:
         found = normalise_result(status)
         if found is None:
-            return f"unknown status {str(status)[:40]!r} (expected pass, fail or skipped)"
+            return f"unknown status {_show(status)[:42]} (expected pass, fail or skipped)"
         result = found
     row = {
         "recipe_name": record.get("recipe"),
@@ -377,7 +397,7 @@ def _record_row(record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
         row["error_message"] = bound_message(message, rows.limit)
     stamp = record.get("timestamp")
     if stamp is not None:
-        rows.stamps.append(stamp)
+        rows.stamp(line, stamp)
     return row
 
 
@@ -389,6 +409,10 @@ class PayloadCollector:
 
     def read(self, source: Source, rows: FileRows) -> None:
         for line, value in source.values():
+            rows.line = line
+            if isinstance(value, Problem):
+                rows.warn(line, f"{value.message}; {_NEXT_VALUE}" if value.skipped else value.message)
+                continue
             try:
                 payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python(value)
             except ValidationError as error:
@@ -397,7 +421,7 @@ class PayloadCollector:
                 more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
                 rows.warn(line, f"invalid ready payload: {where}: {problem['msg']}{more}; skipped")
                 continue
-            rows.stamps.append(payload["started_at"])
+            rows.stamp(line, payload["started_at"])
             rows.collection.payloads.append(payload)
 
 
@@ -408,16 +432,28 @@ class ValidationResultsCollector:
         return source.start == b"["
 
     def read(self, source: Source, rows: FileRows) -> None:
+        rows.whole = True
         for line, value in source.values():
+            rows.line = line
+            if isinstance(value, Problem):
+                if value.skipped:
+                    rows.reject(line, value.message)
+                    return
+                rows.warn(line, value.message)
+                continue
             if not isinstance(value, list):
                 rows.warn(line, f"expected an array of validation results, found {_keys_of(value)}; skipped")
                 continue
             for position, item in enumerate(value, 1):
-                row = _record_row(item, rows) if isinstance(item, dict) else f"found {_keys_of(item)}"
+                row = _record_row(line, item, rows) if isinstance(item, dict) else f"found {_keys_of(item)}"
                 if isinstance(row, str):
                     rows.warn(line, f"array item {position}: {row}; skipped")
                 else:
                     rows.add(line, row)
+
+
+def _line_problem(rows: FileRows, line: int, problem: Problem) -> None:
+    rows.warn(line, f"{problem.message}; {_NEXT_VALUE}" if problem.skipped else problem.message)
 
 
 class NdjsonCollector:
@@ -428,10 +464,17 @@ class NdjsonCollector:
 
     def read(self, source: Source, rows: FileRows) -> None:
         for line, value in source.values():
-            if isinstance(value, dict) and "recipe" in value:
-                row = _record_row(value, rows)
-            else:
-                row = f"not a per-record line with a recipe ({_keys_of(value)})"
+            rows.line = line
+            if isinstance(value, Problem):
+                _line_problem(rows, line, value)
+                continue
+            try:  # one line is the boundary: whatever it holds costs that line only
+                if isinstance(value, dict) and "recipe" in value:
+                    row = _record_row(line, value, rows)
+                else:
+                    row = f"not a per-record line with a recipe ({_keys_of(value)})"
+            except Exception as error:
+                row = f"cannot be read ({_why(error)})"
             if isinstance(row, str):
                 rows.warn(line, f"{row}; skipped")
             else:
@@ -446,19 +489,31 @@ class FailureRecordsCollector:
 
     def read(self, source: Source, rows: FileRows) -> None:
         for line, record in source.values():
-            failures = record.get("failures") if isinstance(record, dict) else None
-            if not isinstance(failures, list):
-                rows.warn(line, f"not a failure record with a `failures` array ({_keys_of(record)}); skipped")
+            rows.line = line
+            if isinstance(record, Problem):
+                _line_problem(rows, line, record)
                 continue
-            rows.stamps.append(record.get("updated_at"))
-            for position, failure in enumerate(failures, 1):
-                if isinstance(failure, dict):
-                    rows.add(line, self._row(record, failure, rows))
-                else:
-                    rows.warn(line, f"failures item {position}: found {_keys_of(failure)}; skipped")
+            kept = len(rows.rows)
+            try:  # one line is the boundary: whatever it holds costs that line only
+                self._read_record(line, record, rows)
+            except Exception as error:
+                del rows.rows[kept:], rows.lines[kept:]
+                rows.warn(line, f"cannot be read ({_why(error)}); skipped")
+
+    def _read_record(self, line: int, record: Any, rows: FileRows) -> None:
+        failures = record.get("failures") if isinstance(record, dict) else None
+        if not isinstance(failures, list):
+            rows.warn(line, f"not a failure record with a `failures` array ({_keys_of(record)}); skipped")
+            return
+        rows.stamp(line, record.get("updated_at"))
+        for position, failure in enumerate(failures, 1):
+            if isinstance(failure, dict):
+                rows.add(line, self._row(line, record, failure, rows))
+            else:
+                rows.warn(line, f"failures item {position}: found {_keys_of(failure)}; skipped")
 
     @staticmethod
-    def _row(record: dict[str, Any], failure: dict[str, Any], rows: FileRows) -> dict[str, Any]:
+    def _row(line: int, record: dict[str, Any], failure: dict[str, Any], rows: FileRows) -> dict[str, Any]:
         package_id = failure.get("package_id")
         prefix, name = "", package_id
         if isinstance(package_id, str) and ":" in package_id:
@@ -468,7 +523,7 @@ class FailureRecordsCollector:
         if isinstance(message, str) and (subcategory or blocked_by):
             extra = _record_message(None, None, blocked_by)
             message = "\n".join(filter(None, (f"[{subcategory}]" if subcategory else None, message, extra)))
-        rows.stamps.append(failure.get("timestamp"))
+        rows.stamp(line, failure.get("timestamp"))
         return {
             "recipe_name": name,
             "ecosystem": record.get("ecosystem") or prefix or rows.ecosystem,
@@ -486,50 +541,209 @@ class JunitCollector:
         return source.start == b"<"
 
     def read(self, source: Source, rows: FileRows) -> None:
-        """Stream the XML, clearing each testcase once read, so large reports stay small in memory.
-
-        ElementTree never fetches external entities, and the expat it runs on
-        (>= 2.4.1 in every supported CPython) refuses entity-expansion bombs.
-        """
+        rows.whole = True
         source.stream.seek(0)
-        suite_starts: list[int] = []  # index of the first row of each open testsuite
+        reader = _JunitReader(rows)
         try:
-            events = ET.iterparse(source.stream, events=("start", "end"))  # noqa: S314 - see docstring
-            _, root = next(events)
-            if root.tag not in ("testsuites", "testsuite"):
-                rows.warn(1, f"<{root.tag[:40]}> is not JUnit XML (no testsuites or testsuite root); skipped")
-                return
-            suite_starts += [0] if root.tag == "testsuite" else []
-            for event, element in events:
-                tag = element.tag
-                if tag == "testcase":
-                    if event == "end":
-                        rows.add(None, self._row(element, rows))
-                        element.clear()
-                elif tag == "testsuite":
-                    if event == "start":
-                        suite_starts.append(len(rows.rows))
-                    else:
-                        self._end_suite(element, rows, suite_starts.pop())
-                        element.clear()
-        except ET.ParseError as error:
-            rows.warn(error.position[0], f"malformed XML: {error}; the testcases before it are kept")
+            reader.parse(source.stream)
+        except _NotJunit as error:
+            rows.warn(1, f"<{error.tag[:40]}> is not JUnit XML (no testsuites or testsuite root); skipped")
+        except _EntityDeclared as error:
+            rows.reject(error.line, f"declares the entity {error.name[:40]!r} in its DTD, which is refused")
+        except expat.ExpatError as error:
+            rows.reject(error.lineno, f"malformed XML: {error}")
 
-    @staticmethod
-    def _row(case: ET.Element, rows: FileRows) -> dict[str, Any]:
-        attributes = case.attrib
-        name, classname = attributes.get("name") or "", attributes.get("classname") or ""
-        row: dict[str, Any] = {
-            "recipe_name": f"{classname}.{name}" if classname and name else name or classname,
-            "ecosystem": rows.ecosystem,
-            "result": "passed",
-        }
-        if len(case):
-            JunitCollector._read_children(case, row, rows.limit)
-        status = attributes.get("status")
-        if status and row["result"] == "passed":  # no <failure>, <error> or <skipped> decided it
-            row["result"] = normalise_result(status) or "passed"
-        time = attributes.get("time")
+
+class _NotJunit(Exception):
+    def __init__(self, tag: str) -> None:
+        super().__init__(tag)
+        self.tag = tag
+
+
+class _EntityDeclared(Exception):
+    def __init__(self, name: str, line: int) -> None:
+        super().__init__(name)
+        self.name, self.line = name, line
+
+
+class _Text:
+    """The character data of one element, holding only what `bound_message` keeps: its start and end."""
+
+    __slots__ = ("dropped", "head", "limit", "tail")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head = ""
+        self.tail = ""
+        self.dropped = 0  # characters streamed past between head and tail
+
+    def add(self, data: str) -> None:
+        room = self.limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+            if not data:
+                return
+        tail = self.tail + data
+        if len(tail) > self.limit:
+            self.dropped += len(tail) - self.limit
+            tail = tail[-self.limit :]
+        self.tail = tail
+
+    def value(self) -> str:
+        return self.head + self.tail
+
+
+class _Suite:
+    __slots__ = (
+        "cases",
+        "declared",
+        "depth",
+        "failed_before",
+        "first_row",
+        "line",
+        "logs",
+        "name",
+        "parent",
+        "platform",
+        "timestamp",
+    )  # fmt: skip
+
+    def __init__(self, attrs: dict[str, str], line: int, depth: int, parent: int, first_row: int,
+                 failed_before: int) -> None:  # fmt: skip
+        self.name = attrs.get("name") or "testsuite"
+        self.line, self.depth, self.parent = line, depth, parent
+        self.first_row, self.failed_before = first_row, failed_before
+        self.cases = 0
+        self.declared = attrs.get("tests")
+        self.timestamp = attrs.get("timestamp")
+        self.platform: str | None = None
+        self.logs: list[_Text] = []
+
+
+class _JunitReader:
+    """One JUnit file, streamed through expat's handlers into rows.
+
+    Every element costs O(1): a suite's platform reaches its testcases through a table
+    resolved once at the end, and "the suite's only failure" is told by counting, so
+    deeply nested suites stay linear. Text is kept in `_Text`, bounded.
+    """
+
+    def __init__(self, rows: FileRows) -> None:
+        self.rows = rows
+        self.parser = expat.ParserCreate()
+        self.parser.buffer_text = True
+        self.parser.buffer_size = _XML_CHUNK
+        self.parser.StartElementHandler = self._start
+        self.parser.EndElementHandler = self._end
+        self.parser.CharacterDataHandler = self._characters
+        self.parser.EntityDeclHandler = self._entity_declared
+        self.depth = 0
+        self.suites: list[_Suite] = []
+        self.open: list[int] = []  # indexes into `suites` of the suites being read, innermost last
+        self.loose_cases = 0  # testcases right under <testsuites>
+        self.case: dict[str, str] | None = None
+        self.case_line = self.case_depth = 0
+        self.problem: tuple[str, dict[str, str], _Text] | None = None
+        self.skipped = False
+        self.case_platform: str | None = None
+        self.text: _Text | None = None
+        self.text_depth = 0
+        self.failed = 0
+        self.last_failed: dict[str, Any] | None = None
+        self.unplaced: list[tuple[dict[str, Any], int]] = []  # rows waiting for their suite's platform
+
+    def parse(self, stream: BinaryIO) -> None:
+        while chunk := stream.read(_XML_CHUNK):
+            self.rows.line = self.parser.CurrentLineNumber
+            self.parser.Parse(chunk, False)
+        self.parser.Parse(b"", True)
+        self._place_rows()
+
+    def _entity_declared(self, name: str, *_: object) -> None:
+        raise _EntityDeclared(name, self.parser.CurrentLineNumber)
+
+    def _characters(self, data: str) -> None:
+        if self.text is not None:
+            self.text.add(data)
+
+    def _keep_text(self) -> _Text:
+        self.text, self.text_depth = _Text(self.rows.limit), self.depth
+        return self.text
+
+    def _start(self, tag: str, attrs: dict[str, str]) -> None:
+        if self.depth == 0 and tag not in ("testsuites", "testsuite"):
+            raise _NotJunit(tag)
+        self.depth += 1
+        if self.case is not None:
+            self._case_child(tag, attrs)
+        elif tag == "testcase":
+            self.case, self.case_line, self.case_depth = attrs, self.parser.CurrentLineNumber, self.depth
+            self.problem, self.skipped, self.case_platform = None, False, None
+        elif tag == "testsuite":
+            self.open.append(len(self.suites))
+            parent = self.open[-2] if len(self.open) > 1 else -1
+            line = self.parser.CurrentLineNumber
+            self.suites.append(_Suite(attrs, line, self.depth, parent, len(self.rows.rows), self.failed))
+        elif self.open:
+            suite = self.suites[self.open[-1]]
+            if tag in ("system-out", "system-err") and self.depth == suite.depth + 1:
+                suite.logs.append(self._keep_text())
+            elif tag == "property" and attrs.get("name") == "platform" and attrs.get("value"):
+                suite.platform = attrs["value"]
+
+    def _case_child(self, tag: str, attrs: dict[str, str]) -> None:
+        if tag in ("failure", "error"):
+            if self.problem is None or (tag == "error" and self.problem[0] == "failure"):
+                self.problem = (tag, attrs, self._keep_text())
+        elif tag == "skipped":
+            self.skipped = True
+        elif tag == "property" and attrs.get("name") == "platform" and attrs.get("value"):
+            self.case_platform = attrs["value"]
+
+    def _end(self, tag: str) -> None:
+        if self.text is not None and self.depth == self.text_depth:
+            self.text = None
+        if self.case is not None:
+            if self.depth == self.case_depth:
+                self._end_case(self.case)
+                self.case = None
+        elif tag == "testsuite":
+            self._end_suite(self.suites[self.open.pop()])
+        self.depth -= 1
+
+    def _case_name(self, attrs: dict[str, str]) -> str:
+        name, classname = attrs.get("name") or "", attrs.get("classname") or ""
+        if self.open:
+            suite = self.suites[self.open[-1]]
+            suite.cases += 1
+            where, position = suite.name, suite.cases
+        else:
+            self.loose_cases += 1
+            where, position = "testsuites", self.loose_cases
+        if classname and name:
+            return f"{classname}.{name}"
+        return name or classname or f"{where}#{position}"
+
+    def _end_case(self, attrs: dict[str, str]) -> None:
+        rows = self.rows
+        row: dict[str, Any] = {"recipe_name": self._case_name(attrs), "ecosystem": rows.ecosystem,
+                               "result": "passed"}  # fmt: skip
+        if self.problem is not None:
+            tag, problem, text = self.problem
+            row["result"] = "failed"
+            row["error_category"] = problem.get("type") or tag
+            message = "\n".join(part for part in (problem.get("message"), text.value().strip()) if part)
+            row["error_message"] = bound_message(message, rows.limit, text.dropped) if message else None
+            self.failed += 1
+            self.last_failed = row
+        elif self.skipped:
+            row["result"] = "skipped"
+        else:
+            status = attrs.get("status")
+            if status:  # no <failure>, <error> or <skipped> decided it
+                row["result"] = normalise_result(status) or "passed"
+        time = attrs.get("time")
         if time:
             try:
                 seconds = float(time)
@@ -537,54 +751,38 @@ class JunitCollector:
                 seconds = math.nan
             if 0.0 <= seconds < math.inf:  # NaN, infinities and negatives are "not given"
                 row["duration_seconds"] = seconds
-        return row
+        if self.case_platform:
+            row["platform"] = self.case_platform
+        elif self.open:
+            self.unplaced.append((row, self.open[-1]))
+        rows.add(self.case_line, row)
 
-    @staticmethod
-    def _read_children(case: ET.Element, row: dict[str, Any], limit: int) -> None:
-        """Failure, skip and platform from a testcase's children (most testcases have none)."""
-        problem = skipped = None
-        for child in case:
-            if child.tag == "error" or (child.tag == "failure" and problem is None):
-                problem = child
-            elif child.tag == "skipped":
-                skipped = child
-            elif child.tag == "properties":
-                platform = _properties(child).get("platform")
-                if platform:
-                    row["platform"] = platform
-        if problem is not None:
-            row["result"] = "failed"
-            row["error_category"] = problem.get("type") or problem.tag
-            text = "\n".join(part for part in (problem.get("message"), (problem.text or "").strip()) if part)
-            row["error_message"] = bound_message(text, limit) if text else None
-        elif skipped is not None:
-            row["result"] = "skipped"
-
-    @staticmethod
-    def _end_suite(suite: ET.Element, rows: FileRows, first: int) -> None:
-        """Apply what a suite says about all its testcases: time, platform, and its log."""
-        rows.stamps.append(suite.get("timestamp"))
-        properties = suite.find("properties")
-        platform = None if properties is None else _properties(properties).get("platform")
-        suite_rows = rows.rows[first:]
-        if platform:
-            for row in suite_rows:
-                row.setdefault("platform", platform)
-        log = "\n".join(
-            text
-            for text in ((suite.findtext(tag) or "").strip() for tag in ("system-out", "system-err"))
-            if text
-        )
-        failed = [row for row in suite_rows if row["result"] == "failed"] if log else []
-        if len(failed) == 1:
-            row = failed[0]
-            row["error_message"] = bound_message(
-                "\n".join(filter(None, (row.get("error_message"), log))), rows.limit
+    def _end_suite(self, suite: _Suite) -> None:
+        """What a suite says about all its testcases: its timestamp, its log, or that it lost them."""
+        rows = self.rows
+        rows.stamp(suite.line, suite.timestamp)
+        if suite.logs and self.failed - suite.failed_before == 1 and self.last_failed is not None:
+            log = "\n".join(text for text in (kept.value().strip() for kept in suite.logs) if text)
+            row = self.last_failed
+            message = "\n".join(filter(None, (row.get("error_message"), log)))
+            dropped = sum(kept.dropped for kept in suite.logs)
+            row["error_message"] = bound_message(message, rows.limit, dropped) if message else None
+        if len(rows.rows) == suite.first_row and (suite.declared or "0").strip() not in ("", "0"):
+            rows.warn(
+                suite.line,
+                f"testsuite {_show(suite.name)} declares tests={_show(suite.declared)[:20]} but holds no "
+                "testcase; none counted",
             )
 
-
-def _properties(properties: ET.Element) -> dict[str, str]:
-    return {prop.get("name") or "": prop.get("value") or "" for prop in properties.iter("property")}
+    def _place_rows(self) -> None:
+        """Give each testcase without a platform of its own the one of its nearest suite that has one."""
+        platforms: list[str | None] = []
+        for suite in self.suites:  # a parent always comes before its children
+            platforms.append(suite.platform or (platforms[suite.parent] if suite.parent >= 0 else None))
+        for row, suite_index in self.unplaced:
+            platform = platforms[suite_index]
+            if platform:
+                row["platform"] = platform
 
 
 COLLECTORS: dict[str, Collector] = {
@@ -657,7 +855,7 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
     try:
         stream = path.open("rb")
     except OSError as error:
-        rows.warn(None, f"cannot read: {error.strerror or error}")
+        rows.warn(None, f"cannot read: {_why(error)}")
         return
     with stream:
         rows.collection.files.append(rows.display)
@@ -669,7 +867,7 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
         if b"\0" in head:
             rows.warn(None, "binary file (it holds NUL bytes), not JSON or XML; skipped")
             return
-        source = Source(stream, head, rows)
+        source = Source(stream, head)
         collector = COLLECTORS.get(fmt) or next(
             (candidate for candidate in COLLECTORS.values() if candidate.sniff(source)), None
         )
@@ -680,11 +878,31 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
         collector.read(source, rows)
 
 
+def _collect_file(path: Path, fmt: str, rows: FileRows) -> None:
+    """One file into the collection: the boundary no failure inside a file crosses.
+
+    Whatever goes wrong (an I/O error, a value nested too deep, a bug) is one warning
+    naming the file, and the file contributes what the rules for its format allow.
+    """
+    try:
+        _read_file(path, fmt, rows)
+    except Exception as error:
+        rows.fail(error)
+    try:
+        rows.finish()
+    except Exception as error:  # validating what was read failed: the file adds nothing
+        rows.warn(rows.line, f"cannot be read ({_why(error)}); nothing collected from this file")
+        rows.note_hidden_warnings()
+
+
 def _shape(source: Source) -> tuple[int | None, str]:
     """Where and what the first value is, for a file no collector recognised."""
     first = source.first_value() if source.start == b"{" else None
     if first is not None:
         return first[0], f"the first value has {_keys_of(first[1])}"
+    problem = source.first_problem() if source.start == b"{" else None
+    if problem is not None:
+        return problem[0], f"no well-formed JSON value; the first: {problem[1].message}"
     if source.start == b"{":
         return None, "no well-formed JSON value"
     return 1, f"it starts with {source.start.decode(errors='replace')!r}, not JSON or XML"
@@ -711,8 +929,7 @@ def collect(
     with _cyclic_gc_paused():
         for relative in files:
             rows = FileRows(relative, collection, ecosystem or "unknown", max_message_chars)
-            _read_file(root / relative, fmt, rows)
-            rows.finish()
+            _collect_file(root / relative, fmt, rows)
     return collection
 
 
