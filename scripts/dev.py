@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+# The lines of pip's output that show progress, one or two per package; the rest is shown on failure.
+PIP_PROGRESS = ("Collecting", "Downloading", "Processing", "Installing", "Successfully")
 
 
 def ensure_venv(extras: str) -> None:
@@ -48,18 +50,20 @@ def ensure_venv(extras: str) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    said = []
     for line in pip.stdout or ():  # a pipe: pip's lines as it prints them, so the wait shows progress
-        if not line.startswith("  "):  # pip's indented lines are detail under the line before
+        said.append(line)
+        if line.startswith(PIP_PROGRESS):
             print(f"   pip | {line.rstrip()}", flush=True)
     if pip.wait() != 0:
-        sys.exit(f"pip exited with status {pip.returncode} (its output is above); nothing else ran")
+        sys.exit(f"{''.join(said)}pip exited with status {pip.returncode} (all it said is above)")
     markers[0].write_text(stamp)
 
 
 def demo(arguments: list[str]) -> int:
     """Step 1 here (the install); scripts/demo.py, run by the venv's Python, does the rest."""
     print("batch-metrics demo: an endpoint on loopback stores what the GitHub Action's job uploads.")
-    print("\n1. Install the project into .venv (the first run takes about 30 s)", flush=True)
+    print("\n1. Install the project into .venv (under a minute on the first run, then instant)", flush=True)
     ensure_venv("server")
     return subprocess.run(
         [str(PYTHON), str(ROOT / "scripts" / "demo.py"), *arguments], check=False
