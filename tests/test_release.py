@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,43 @@ def test_pinned_action_matches_githubs_schema(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- the workflow that runs it and the Dockerfile it builds --------------------------------------
+
+
+def test_dockerfile_pins_its_base_by_digest() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.12-slim@sha256:[0-9a-f]{64}$", text, re.MULTILINE)
+    assert re.findall(r"^FROM .*$", text, re.MULTILINE) == ["FROM ${BASE_IMAGE}"]
+
+
+def test_release_workflow_publishes_on_version_tags_with_least_privilege() -> None:
+    workflow = load(ROOT / ".github" / "workflows" / "release.yml")
+    # PyYAML reads the `on:` key as True (YAML 1.1).
+    assert workflow[True] == {"push": {"tags": ["v*.*.*"]}}
+    assert workflow["permissions"] == {}
+    jobs = workflow["jobs"]
+    assert {name: job["permissions"] for name, job in jobs.items()} == {
+        "test": {"contents": "read"},
+        "image": {"contents": "read", "packages": "write", "id-token": "write", "attestations": "write"},
+        "release": {"contents": "write"},
+    }
+    assert (jobs["image"]["needs"], jobs["release"]["needs"]) == ("test", "image")
+    scripts = {name: "\n".join(step.get("run", "") for step in job["steps"]) for name, job in jobs.items()}
+    assert "python3 scripts/dev.py test" in scripts["test"]
+    assert "scripts/release.py publish --engine docker" in scripts["image"]
+    assert "--platform linux/amd64,linux/arm64" in scripts["image"]
+    assert 'scripts/release.py pin --reference "$REFERENCE"' in scripts["release"]
+    assert jobs["release"]["env"]["REFERENCE"] == "${{ needs.image.outputs.reference }}"
+    attest = next(
+        step for step in jobs["image"]["steps"] if "attest-build-provenance" in step.get("uses", "")
+    )
+    assert attest["with"]["subject-digest"] == "${{ steps.publish.outputs.digest }}"
+    for job in jobs.values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
 
 
 # --- the whole path: build, push to a loopback registry, pin, pull by digest, run -------------
