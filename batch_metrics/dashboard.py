@@ -7,7 +7,8 @@ kept current by `ROLLUP_STATEMENTS` inside each batch's insert transaction:
 - `run_platforms`: per run and platform, the passed/failed/skipped counts and seconds;
 - `recipe_latest`: per ecosystem, recipe and platform, its last passed/failed result;
 - `recipe_flips`: one row each time that result changed (passed <-> failed), for flaky recipes;
-- a partial index on the failed rows, for top failing recipes and error categories.
+- `run_recipe_failures`, `run_category_failures`: per run, failed rows by recipe and by error category;
+- a partial index on the failed rows, for a run's failures.
 
 "Consecutive runs" are runs in the order they were stored. A window is the last N days
 before `now`, compared with `started_at` as RFC 3339 text, like `GET /batch-runs`.
@@ -51,6 +52,18 @@ CREATE TABLE run_platforms (
     seconds {real} NOT NULL,
     PRIMARY KEY (batch_run_id, platform)
 );
+CREATE TABLE run_recipe_failures (
+    batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
+    recipe_name TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    PRIMARY KEY (batch_run_id, recipe_name)
+);
+CREATE TABLE run_category_failures (
+    batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
+    error_category TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    PRIMARY KEY (batch_run_id, error_category)
+);
 CREATE TABLE recipe_latest (
     ecosystem TEXT NOT NULL,
     recipe_name TEXT NOT NULL,
@@ -66,39 +79,44 @@ CREATE TABLE recipe_flips (
 );
 CREATE INDEX idx_recipe_flips_batch_run_id ON recipe_flips(batch_run_id);
 CREATE INDEX idx_batch_runs_started_at ON batch_runs(started_at);
-CREATE INDEX idx_recipe_results_failed ON recipe_results(batch_run_id, recipe_name, error_category)
-    WHERE result = 'failed';
+CREATE INDEX idx_recipe_results_failed ON recipe_results(batch_run_id) WHERE result = 'failed';
 """
-_PLATFORM_COUNTS = (
-    "SELECT batch_run_id, " + _PLATFORM + ", "
-    "sum(CASE WHEN result = 'passed' THEN 1 ELSE 0 END), sum(CASE WHEN result = 'failed' THEN 1 ELSE 0 END), "
-    "sum(CASE WHEN result = 'skipped' THEN 1 ELSE 0 END), sum(duration_seconds) FROM recipe_results"
-)
+_RUN_COUNTS = {  # roll-up table: what it counts per run, from recipe_results
+    "run_platforms": f"SELECT batch_run_id, {_PLATFORM}, sum(CASE WHEN result = 'passed' THEN 1 ELSE 0 END),"
+    " sum(CASE WHEN result = 'failed' THEN 1 ELSE 0 END),"
+    " sum(CASE WHEN result = 'skipped' THEN 1 ELSE 0 END), "
+    f"sum(duration_seconds) FROM recipe_results WHERE {{run}} GROUP BY batch_run_id, {_PLATFORM}",
+    "run_recipe_failures": "SELECT batch_run_id, recipe_name, count(*) FROM recipe_results "
+    "WHERE {run} AND result = 'failed' GROUP BY batch_run_id, recipe_name",
+    "run_category_failures": "SELECT batch_run_id, coalesce(error_category, ''), count(*)"
+    " FROM recipe_results WHERE {run} AND result = 'failed'"
+    " GROUP BY batch_run_id, coalesce(error_category, '')",
+}
 # Existing batches, replayed in the order they were stored: the same rows the insert path would have made.
-_BACKFILL = (
-    f"INSERT INTO run_platforms {_PLATFORM_COUNTS} GROUP BY batch_run_id, {_PLATFORM};\n"
+_BACKFILL = "".join(
+    f"INSERT INTO {table} {select.format(run='true')};\n" for table, select in _RUN_COUNTS.items()
+) + (
     "INSERT INTO recipe_flips SELECT batch_run_id, recipe_name, platform, result FROM ("
     " SELECT f.batch_run_id, f.recipe_name, f.platform, f.result, lag(f.result) OVER ("
     "  PARTITION BY r.ecosystem, f.recipe_name, f.platform ORDER BY f.batch_run_id) AS previous"
-    " FROM (SELECT batch_run_id, recipe_name, " + _PLATFORM + " AS platform, min(result) AS result"
+    f" FROM (SELECT batch_run_id, recipe_name, {_PLATFORM} AS platform, min(result) AS result"
     "  FROM recipe_results WHERE result IN ('passed', 'failed')"
-    "  GROUP BY batch_run_id, recipe_name, " + _PLATFORM + ") f"
+    f"  GROUP BY batch_run_id, recipe_name, {_PLATFORM}) f"
     " JOIN batch_runs r ON r.id = f.batch_run_id) changes WHERE previous <> result;\n"
     "INSERT INTO recipe_latest SELECT ecosystem, recipe_name, platform, result FROM ("
-    " SELECT r.ecosystem, f.recipe_name, " + _F_PLATFORM + " AS platform,"
-    "  min(f.result) AS result, row_number() OVER (PARTITION BY r.ecosystem, f.recipe_name, "
-    + _F_PLATFORM
-    + " ORDER BY f.batch_run_id DESC) AS n"
+    f" SELECT r.ecosystem, f.recipe_name, {_F_PLATFORM} AS platform, min(f.result) AS result,"
+    f"  row_number() OVER (PARTITION BY r.ecosystem, f.recipe_name, {_F_PLATFORM}"
+    "   ORDER BY f.batch_run_id DESC) AS n"
     " FROM recipe_results f JOIN batch_runs r ON r.id = f.batch_run_id"
     " WHERE f.result IN ('passed', 'failed')"
     f" GROUP BY r.ecosystem, f.recipe_name, {_F_PLATFORM}, f.batch_run_id"
     ") latest WHERE n = 1"
 )
 ROLLUP_MIGRATION = _ROLLUP_TABLES + _BACKFILL
-# Run inside the insert transaction with (run id) for each `{mark}`, ecosystem first where named.
+# Run inside the insert transaction; each `{mark}` takes the value named beside the statement, in order.
 ROLLUP_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (f"INSERT INTO run_platforms {_PLATFORM_COUNTS} WHERE batch_run_id = {{mark}} GROUP BY batch_run_id, "
-     f"{_PLATFORM}", ("run",)),
+    *((f"INSERT INTO {table} {select.format(run='batch_run_id = {mark}')}", ("run",))
+      for table, select in _RUN_COUNTS.items()),
     ("INSERT INTO recipe_flips SELECT {mark}, b.recipe_name, b.platform, b.result FROM (" + _BATCH_RESULTS
      + ") b JOIN recipe_latest l ON l.ecosystem = {mark} AND l.recipe_name = b.recipe_name "
      "AND l.platform = b.platform WHERE l.result <> b.result", ("run", "run", "ecosystem")),
@@ -251,14 +269,17 @@ def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _top_failures(storage: SQLStorage, window: Window, column: str, limit: int) -> list[dict[str, Any]]:
-    """Failed rows in the window grouped by `column` (a constant), with the two halves for the trend."""
+def _top_failures(
+    storage: SQLStorage, window: Window, table: str, column: str, limit: int
+) -> list[dict[str, Any]]:
+    """A failure roll-up over the window's runs, largest first, with the two halves for the trend."""
     where, params = window.runs()
     rows = storage.query(
-        f"SELECT r.ecosystem, coalesce(f.{column}, '') AS name, count(*) AS failures,"
-        " sum(CASE WHEN r.started_at >= {mark} THEN 1 ELSE 0 END) AS recent, max(r.id) AS last_run_id"
-        " FROM batch_runs r JOIN recipe_results f ON f.batch_run_id = r.id AND f.result = 'failed'"
-        f" WHERE {where} GROUP BY r.ecosystem, coalesce(f.{column}, '')"
+        f"SELECT r.ecosystem, x.{column} AS name, sum(x.failures) AS failures,"
+        " sum(CASE WHEN r.started_at >= {mark} THEN x.failures ELSE 0 END) AS recent,"
+        " max(r.id) AS last_run_id"
+        f" FROM batch_runs r JOIN {table} x ON x.batch_run_id = r.id"
+        f" WHERE {where} GROUP BY r.ecosystem, x.{column}"
         " ORDER BY failures DESC, r.ecosystem, name LIMIT {mark}",
         [window.middle, *params, limit],
     )
@@ -272,12 +293,12 @@ def _top_failures(storage: SQLStorage, window: Window, column: str, limit: int) 
 
 def failing_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
     """The recipes with the most failed rows in the window; `earlier`/`recent` are the window's halves."""
-    return _top_failures(storage, window, "recipe_name", limit)
+    return _top_failures(storage, window, "run_recipe_failures", "recipe_name", limit)
 
 
 def error_categories(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
     """The error categories with the most failed rows in the window ('' for failures without one)."""
-    return _top_failures(storage, window, "error_category", limit)
+    return _top_failures(storage, window, "run_category_failures", "error_category", limit)
 
 
 def flaky_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:

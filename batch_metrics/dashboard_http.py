@@ -1,0 +1,112 @@
+"""The dashboard over HTTP: the page at `/`, its JSON under `/api/dashboard`, and `GET /metrics`.
+
+The page (`static/`) is a shell with no data in it, so it and its assets are served to anyone;
+every answer with data goes through `require_read`, which lets a request through only with
+the token, or always under `serve --public-read`. The page asks for the token once, keeps it
+in sessionStorage and sends it as `Authorization: Bearer`. Handlers are plain functions:
+Starlette runs them in its thread pool, beside the blocking database drivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from batch_metrics import dashboard, prometheus
+from batch_metrics.dashboard import MAX_DAYS, Window
+
+STATIC = Path(__file__).resolve().parent / "static"
+_DIGITS = frozenset("0123456789")
+_LARGEST_ID = 2**63 - 1  # both databases' largest id; a larger one is simply not there
+_SUMMARY_QUERY = {"days", "ecosystem"}
+_RECIPE_QUERY = {"days", "ecosystem", "name"}
+# Checks a read request; raises starlette's HTTPException (401) when it may not read.
+RequireRead = Callable[[Request], None]
+
+
+def _params(request: Request, allowed: set[str]) -> dict[str, str]:
+    """The query string as one value per name; unknown names and NUL refused (400), like `/batch-runs`."""
+    query = dict(request.query_params)
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise HTTPException(400, f"Bad request: unknown query parameter {unknown[0][:40]!r}")
+    if any("\x00" in value for value in query.values()):
+        raise HTTPException(400, "Bad request: a query parameter holds a NUL character")
+    return query
+
+
+def _window(query: dict[str, str]) -> Window:
+    days = query.get("days", "30")
+    if not (days and len(days) <= 3 and set(days) <= _DIGITS and 1 <= int(days) <= MAX_DAYS):
+        raise HTTPException(400, f"Bad request: days must be a whole number from 1 to {MAX_DAYS}")
+    return Window(days=int(days), ecosystem=query.get("ecosystem") or None)
+
+
+def _json(body: Any) -> JSONResponse:
+    # `no-store`: answers read with a token must not sit in shared caches.
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def routes(
+    storage: Any, require_read: RequireRead, *, stale_after: timedelta | None = None
+) -> list[BaseRoute]:
+    """The dashboard's routes for the endpoint's Starlette app; `storage` is a `SQLStorage`."""
+
+    def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    def summary(request: Request) -> Response:
+        require_read(request)
+        window = _window(_params(request, _SUMMARY_QUERY))
+        return _json({
+            "days": window.days,
+            "ecosystem": window.ecosystem,
+            "generated_at": window.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ecosystems": dashboard.ecosystems(storage, window, stale_after),
+            "daily": dashboard.daily(storage, window),
+            "platforms": dashboard.platforms(storage, window),
+            "failing_recipes": dashboard.failing_recipes(storage, window),
+            "error_categories": dashboard.error_categories(storage, window),
+            "flaky_recipes": dashboard.flaky_recipes(storage, window),
+        })  # fmt: skip
+
+    def recipe(request: Request) -> Response:
+        require_read(request)
+        query = _params(request, _RECIPE_QUERY)
+        name = query.get("name", "")
+        if not name:
+            raise HTTPException(400, "Bad request: name is required")
+        window = _window(query)
+        history = dashboard.recipe_history(storage, window, name)
+        return _json({"recipe_name": name, "days": window.days, "history": history})
+
+    def run(request: Request) -> Response:
+        require_read(request)
+        _params(request, set())
+        run_id: int = request.path_params["run_id"]
+        failures = dashboard.run_failures(storage, run_id) if run_id <= _LARGEST_ID else None
+        if failures is None:
+            raise HTTPException(404, "Not found")
+        return _json(failures)
+
+    def metrics(request: Request) -> Response:
+        require_read(request)
+        body, content_type = prometheus.exposition(storage, request.headers.get("accept"), stale_after)
+        return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+    return [
+        Route("/", page, methods=["GET", "HEAD"]),
+        Route("/api/dashboard", summary, methods=["GET", "HEAD"]),
+        Route("/api/dashboard/recipe", recipe, methods=["GET", "HEAD"]),
+        Route("/api/dashboard/runs/{run_id:int}", run, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET", "HEAD"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]

@@ -1,0 +1,124 @@
+"""The shapes of the dashboard's JSON answers, for the OpenAPI document; tests check answers against them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatestRun(_Answer):
+    id: int
+    started_at: str
+    success_rate: float
+    passed: int
+    failed: int
+    skipped: int
+    total_recipes: int
+
+
+class EcosystemStatus(_Answer):
+    ecosystem: str
+    latest_run: LatestRun
+    runs_since_green: int = Field(
+        description="Runs since the last run with nothing failed (all runs if none)."
+    )
+    last_green_at: str | None = Field(description="`started_at` of the last run with nothing failed.")
+    stale: bool = Field(description="No batch for longer than `stale_after_seconds`.")
+    stale_after_seconds: float | None = Field(
+        description="`serve --stale-after`, else twice the median gap between the latest runs (at least an "
+        "hour); null with fewer than two runs."
+    )
+
+
+class DayPoint(_Answer):
+    ecosystem: str
+    day: str = Field(description="UTC day of `started_at`, YYYY-MM-DD.")
+    runs: int
+    passed: int
+    failed: int
+    success_rate: float
+    macos_minutes: float
+    linux_minutes: float
+
+
+class PlatformRate(_Answer):
+    ecosystem: str
+    platform: str = Field(description="Empty for rows that named no platform.")
+    runs: int
+    passed: int
+    failed: int
+    skipped: int
+    success_rate: float
+    minutes: float = Field(description="Summed `duration_seconds` of the platform's rows, in minutes.")
+
+
+class FailureCount(_Answer):
+    ecosystem: str
+    name: str = Field(description="The recipe, or the error category ('' for failures without one).")
+    failures: int
+    earlier: int = Field(description="Failures in the window's first half.")
+    recent: int = Field(description="Failures in the window's second half: `recent - earlier` is the trend.")
+    last_run_id: int
+
+
+class FlakyRecipe(_Answer):
+    ecosystem: str
+    recipe_name: str
+    flips: int = Field(description="Changes between passed and failed on one platform, run after run.")
+    platforms: int
+    last_flip_at: str
+
+
+class DashboardSummary(_Answer):
+    """Every panel of the page for one window."""
+
+    days: int
+    ecosystem: str | None
+    generated_at: str
+    ecosystems: list[EcosystemStatus]
+    daily: list[DayPoint]
+    platforms: list[PlatformRate]
+    failing_recipes: list[FailureCount]
+    error_categories: list[FailureCount]
+    flaky_recipes: list[FlakyRecipe]
+
+
+class RecipeRow(_Answer):
+    batch_run_id: int
+    ecosystem: str
+    started_at: str
+    platform: str
+    result: str
+    error_category: str | None
+
+
+class RecipeHistory(_Answer):
+    recipe_name: str
+    days: int
+    history: list[RecipeRow] = Field(description="Oldest first; at most 2,000 rows.")
+
+
+class FailedRow(_Answer):
+    recipe_name: str
+    platform: str
+    error_category: str | None
+    error_message: str | None
+
+
+class RunFailures(_Answer):
+    id: int
+    batch_id: str
+    ecosystem: str
+    started_at: str
+    success_rate: float
+    passed: int
+    failed: int
+    skipped: int
+    failures: list[FailedRow] = Field(description="By recipe name; at most 500.")
+    truncated: bool
+
+
+DASHBOARD_MODELS = (DashboardSummary, RecipeHistory, RunFailures)

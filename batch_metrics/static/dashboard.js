@@ -1,0 +1,308 @@
+// The dashboard: reads /api/dashboard and draws every panel. Stored text reaches the page only through
+// textContent and attribute setters, never as markup. The window, ecosystem and drill-down live in the
+// query string, so a URL can be shared.
+"use strict";
+
+const TOKEN_KEY = "batch-metrics-token";
+const SVG = "http://www.w3.org/2000/svg";
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22"];
+const $ = (id) => document.getElementById(id);
+
+class NeedToken extends Error {}
+
+async function api(path) {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const answer = await fetch(path, { headers });
+  if (answer.status === 401) {
+    if (token) sessionStorage.removeItem(TOKEN_KEY);
+    askToken(token ? "That token was refused. Enter the endpoint's token." : null);
+    throw new NeedToken();
+  }
+  if (!answer.ok) throw new Error(`${path}: ${answer.status} ${await answer.text()}`);
+  return answer.json();
+}
+
+function askToken(why) {
+  if (why) $("login-why").textContent = why;
+  $("login").hidden = false;
+  $("panels").hidden = true;
+  $("token").focus();
+}
+
+function el(tag, text, attrs) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  return node;
+}
+
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = String(text);
+  return node;
+}
+
+const percent = (rate) => (rate * 100).toFixed(1) + "%";
+const when = (stamp) => (stamp || "").replace("T", " ").replace(/(:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/, "$1 $3");
+
+function state() {
+  const query = new URLSearchParams(location.search);
+  return {
+    days: ["7", "30", "90"].includes(query.get("days")) ? query.get("days") : "30",
+    ecosystem: query.get("ecosystem") || "",
+    recipe: query.get("recipe") || "",
+    run: /^[0-9]{1,18}$/.test(query.get("run") || "") ? query.get("run") : "",
+  };
+}
+
+function navigate(changes) {
+  const query = new URLSearchParams(location.search);
+  for (const [name, value] of Object.entries(changes)) {
+    if (value) query.set(name, value); else query.delete(name);
+  }
+  history.pushState(null, "", "?" + query.toString());
+  load();
+}
+
+function link(text, changes) {
+  const anchor = el("a", text, { href: "#" });
+  anchor.addEventListener("click", (event) => { event.preventDefault(); navigate(changes); });
+  return anchor;
+}
+
+function row(cells) {
+  const tr = el("tr");
+  for (const cell of cells) {
+    const td = el("td");
+    if (cell instanceof Node) td.append(cell); else td.textContent = String(cell);
+    tr.append(td);
+  }
+  return tr;
+}
+
+function fill(tableId, rows, empty) {
+  const body = $(tableId).tBodies[0];
+  body.replaceChildren(...rows);
+  if (!rows.length) {
+    const cell = el("td", empty, { colspan: $(tableId).tHead.rows[0].cells.length, class: "empty" });
+    body.append(el("tr")).append(cell);
+  }
+}
+
+function trend(item) {
+  const delta = item.recent - item.earlier;
+  const arrow = delta > 0 ? "▲" : delta < 0 ? "▼" : "=";
+  return el("span", `${arrow} ${item.earlier} → ${item.recent}`,
+    { class: delta > 0 ? "worse" : delta < 0 ? "better" : "", title: "earlier half → recent half of the window" });
+}
+
+// A line chart: one series per ecosystem over the window's days, with labels and a table behind it.
+function lineChart(container, table, days, series, { max, label, unit }) {
+  const width = 720, height = 240, left = 48, right = 12, top = 12, bottom = 28;
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  svg.append(svgEl("title", {}, label));
+  const x = (index) => left + (days.length > 1 ? index * (width - left - right) / (days.length - 1) : 0);
+  const y = (value) => top + (1 - value / max) * (height - top - bottom);
+  for (const tick of [0, 0.5, 1]) {
+    svg.append(svgEl("line", { x1: left, x2: width - right, y1: y(tick * max), y2: y(tick * max), class: "grid" }));
+    svg.append(svgEl("text", { x: left - 6, y: y(tick * max) + 4, "text-anchor": "end" },
+      unit === "%" ? `${tick * 100}%` : Math.round(tick * max)));
+  }
+  for (const index of [0, days.length - 1]) {
+    svg.append(svgEl("text", { x: x(index), y: height - 8, "text-anchor": index ? "end" : "start" }, days[index]));
+  }
+  const dayIndex = new Map(days.map((day, index) => [day, index]));
+  series.forEach((line, number) => {
+    const color = COLORS[number % COLORS.length];
+    const points = line.points.filter((point) => dayIndex.has(point.day));
+    const path = points.map((point, i) => `${i ? "L" : "M"}${x(dayIndex.get(point.day)).toFixed(1)},${y(point.value).toFixed(1)}`);
+    svg.append(svgEl("path", { d: path.join(""), stroke: color, class: "series" }));
+    for (const point of points) {
+      const dot = svgEl("circle", { cx: x(dayIndex.get(point.day)), cy: y(point.value), r: 2.5, fill: color });
+      dot.append(svgEl("title", {}, `${line.name} ${point.day}: ${point.text}`));
+      svg.append(dot);
+    }
+  });
+  const legend = el("ul", null, { class: "legend" });
+  series.forEach((line, number) => {
+    const item = el("li", line.name);
+    item.style.setProperty("--color", COLORS[number % COLORS.length]);
+    legend.append(item);
+  });
+  container.replaceChildren(svg, legend);
+  if (!series.length) container.replaceChildren(el("p", "No runs in this window.", { class: "empty" }));
+  const head = el("tr");
+  head.append(el("th", "day"), ...series.map((line) => el("th", line.name)));
+  const rows = days.filter((day) => series.some((line) => line.byDay.has(day))).map((day) =>
+    row([day, ...series.map((line) => line.byDay.has(day) ? line.byDay.get(day).text : "")]));
+  table.replaceChildren(el("thead"), el("tbody"));
+  table.tHead.append(head);
+  table.tBodies[0].append(...rows);
+}
+
+function windowDays(generatedAt, count) {
+  const end = new Date(generatedAt);
+  const days = [];
+  for (let back = count; back >= 0; back -= 1) {
+    days.push(new Date(end.getTime() - back * 86400000).toISOString().slice(0, 10));
+  }
+  return days;
+}
+
+function seriesOf(daily, value, text) {
+  const byEcosystem = new Map();
+  for (const point of daily) {
+    if (!byEcosystem.has(point.ecosystem)) byEcosystem.set(point.ecosystem, []);
+    byEcosystem.get(point.ecosystem).push({ day: point.day, value: value(point), text: text(point) });
+  }
+  return [...byEcosystem].map(([name, points]) =>
+    ({ name, points, byDay: new Map(points.map((point) => [point.day, point])) }));
+}
+
+function drawEcosystems(summary) {
+  fill("ecosystems-table", summary.ecosystems.map((item) => {
+    const latest = item.latest_run;
+    const status = el("span", item.stale ? "stale" : "ok", { class: item.stale ? "stale" : "fresh" });
+    if (item.stale_after_seconds) {
+      status.title = `no batch for longer than ${(item.stale_after_seconds / 3600).toFixed(1)} h`;
+    }
+    return row([link(item.ecosystem, { ecosystem: item.ecosystem }), link(when(latest.started_at), { run: String(latest.id), recipe: "" }),
+      percent(latest.success_rate), latest.failed, item.runs_since_green, status]);
+  }), "No batches stored yet.");
+}
+
+function drawTables(summary) {
+  fill("platforms-table", summary.platforms.map((item) => {
+    const bar = el("span", percent(item.success_rate), { class: "bar" });
+    bar.style.setProperty("--rate", String(item.success_rate));
+    return row([item.ecosystem, item.platform || "(none)", bar, item.passed, item.failed, item.minutes]);
+  }), "No runs in this window.");
+  fill("failing-table", summary.failing_recipes.map((item) =>
+    row([link(item.name, { recipe: item.name, run: "" }), item.ecosystem, item.failures, trend(item)])), "No failures.");
+  fill("categories-table", summary.error_categories.map((item) =>
+    row([item.name || "(none)", item.ecosystem, item.failures, trend(item)])), "No failures.");
+  fill("flaky-table", summary.flaky_recipes.map((item) =>
+    row([link(item.recipe_name, { recipe: item.recipe_name, run: "" }), item.ecosystem, item.flips, item.platforms,
+      when(item.last_flip_at)])), "Nothing flaky.");
+}
+
+function drawCharts(summary) {
+  const days = windowDays(summary.generated_at, summary.days);
+  lineChart($("rate-chart"), $("rate-table"), days,
+    seriesOf(summary.daily, (p) => p.success_rate, (p) => `${percent(p.success_rate)} (${p.failed} failed)`),
+    { max: 1, label: "Success rate per ecosystem and day", unit: "%" });
+  const minutes = (p) => p.macos_minutes + p.linux_minutes;
+  const most = Math.max(1, ...summary.daily.map(minutes));
+  lineChart($("minutes-chart"), $("minutes-table"), days,
+    seriesOf(summary.daily, minutes, (p) => `${minutes(p).toFixed(1)} min (macOS ${p.macos_minutes}, Linux ${p.linux_minutes})`),
+    { max: most, label: "Runner minutes per ecosystem and day", unit: "min" });
+}
+
+// A recipe's pass/fail strip: one row per ecosystem and platform, one cell per run, oldest on the left.
+function drawRecipe(answer) {
+  const strips = new Map();
+  for (const item of answer.history) {
+    const key = `${item.ecosystem} · ${item.platform || "(none)"}`;
+    if (!strips.has(key)) strips.set(key, []);
+    strips.get(key).push(item);
+  }
+  const body = [];
+  for (const [key, items] of strips) {
+    const cell = 8;
+    const svg = svgEl("svg", { viewBox: `0 0 ${items.length * cell} 16`, class: "strip", role: "img",
+      preserveAspectRatio: "none" });
+    svg.style.maxWidth = `${items.length * cell}px`;
+    svg.append(svgEl("title", {}, `${answer.recipe_name} on ${key}`));
+    items.forEach((item, index) => {
+      const box = svgEl("rect", { x: index * cell, y: 0, width: cell - 1, height: 16, class: item.result });
+      box.append(svgEl("title", {}, `${when(item.started_at)}: ${item.result}${item.error_category ? " (" + item.error_category + ")" : ""}`));
+      svg.append(box);
+    });
+    const counts = items.reduce((sum, item) => (sum[item.result] = (sum[item.result] || 0) + 1, sum), {});
+    body.push(el("h3", key), svg,
+      el("p", `${counts.passed || 0} passed, ${counts.failed || 0} failed, ${counts.skipped || 0} skipped`, { class: "note" }));
+  }
+  if (!body.length) body.push(el("p", "No results for this recipe in the window.", { class: "empty" }));
+  return body;
+}
+
+function drawRun(answer) {
+  const table = el("table");
+  table.append(el("thead"), el("tbody"));
+  table.tHead.append(row(["recipe", "platform", "category", "message"]));
+  for (const item of answer.failures) {
+    const message = el("pre", item.error_message || "");
+    table.tBodies[0].append(row([link(item.recipe_name, { recipe: item.recipe_name, run: "" }), item.platform || "(none)",
+      item.error_category || "", message]));
+  }
+  const wrap = el("div", null, { class: "scroll" });
+  wrap.append(table);
+  const summary = el("p", `${answer.ecosystem}, ${when(answer.started_at)}: ${percent(answer.success_rate)}, ` +
+    `${answer.passed} passed, ${answer.failed} failed, ${answer.skipped} skipped` +
+    (answer.truncated ? ` (the first ${answer.failures.length} failures shown)` : ""));
+  return [summary, answer.failures.length ? wrap : el("p", "No failures.", { class: "empty" })];
+}
+
+async function drawDrill(current) {
+  const panel = $("drill-panel");
+  panel.hidden = !(current.recipe || current.run);
+  if (panel.hidden) return;
+  const close = link("close", { recipe: "", run: "" });
+  close.className = "close";
+  if (current.recipe) {
+    const query = new URLSearchParams({ name: current.recipe, days: current.days });
+    if (current.ecosystem) query.set("ecosystem", current.ecosystem);
+    const answer = await api("/api/dashboard/recipe?" + query.toString());
+    $("drill-title").textContent = `Recipe ${answer.recipe_name}`;
+    $("drill-body").replaceChildren(...drawRecipe(answer));
+  } else {
+    const answer = await api(`/api/dashboard/runs/${current.run}`);
+    $("drill-title").textContent = `Run ${answer.id}: ${answer.batch_id}`;
+    $("drill-body").replaceChildren(...drawRun(answer));
+  }
+  $("drill-title").append(" ", close);
+}
+
+async function load() {
+  const current = state();
+  $("days").value = current.days;
+  const query = new URLSearchParams({ days: current.days });
+  if (current.ecosystem) query.set("ecosystem", current.ecosystem);
+  $("status").textContent = "Loading…";
+  try {
+    const summary = await api("/api/dashboard?" + query.toString());
+    const picker = $("ecosystem");
+    if (!current.ecosystem) {
+      picker.replaceChildren(el("option", "all", { value: "" }),
+        ...summary.ecosystems.map((item) => el("option", item.ecosystem, { value: item.ecosystem })));
+    } else if (![...picker.options].some((option) => option.value === current.ecosystem)) {
+      picker.append(el("option", current.ecosystem, { value: current.ecosystem }));
+    }
+    picker.value = current.ecosystem;
+    $("login").hidden = true;
+    $("panels").hidden = false;
+    drawEcosystems(summary);
+    drawCharts(summary);
+    drawTables(summary);
+    await drawDrill(current);
+    if (current.recipe || current.run) $("drill-panel").scrollIntoView();
+    $("status").textContent = "";
+  } catch (error) {
+    $("status").textContent = error instanceof NeedToken ? "" : String(error.message || error);
+  }
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  load();
+});
+$("days").addEventListener("change", () => navigate({ days: $("days").value }));
+$("ecosystem").addEventListener("change", () => navigate({ ecosystem: $("ecosystem").value }));
+window.addEventListener("popstate", load);
+load();
