@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from batch_metrics import TOKEN_ENV, __version__
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 ENDPOINT_ENV = "BATCH_METRICS_ENDPOINT"
 # Payloads that could not be sent wait here, beside the payload file, until `upload` sends them.
 PENDING_DIR = "batch-metrics-pending"
+# "invalid choice: 'x' (choose from ...)", "invalid float value: 'x'": the part that repeats the value.
+_QUOTED_VALUE = re.compile(r"(invalid [\w ]*?(?:value|choice)): '.*'(?= \(choose from|$)")
 
 
 def _debug(env: Mapping[str, str]) -> bool:
@@ -333,15 +335,19 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from batch_metrics.server import serve
+    from batch_metrics.body import MIB, Limits
+    from batch_metrics.serving import StartError, serve
 
-    serve(
-        host=args.host,
-        port=args.port,
-        db=args.db,
-        token_file=args.token_file,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * MIB),
+        max_inflated_bytes=int(args.max_inflated_mb * MIB),
+        max_in_flight_bytes=int(args.max_in_flight_mb * MIB),
     )
+    try:
+        serve(host=args.host, port=args.port, db=args.db, token_file=args.token_file, limits=limits)
+    except StartError as error:  # one line saying what to do, not a traceback
+        print(f"batch-metrics serve: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -414,6 +420,10 @@ class _Parser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(names) or '(values not shown)'}")
         return parsed
 
+    def error(self, message: str) -> NoReturn:
+        """argparse's complaint without the rejected value it quotes: a secret typed in the wrong place."""
+        super().error(_QUOTED_VALUE.sub(r"\1", message))
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batch-metrics", description=__doc__.splitlines()[0])
@@ -460,7 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8787)
     serve.add_argument("--db", help=db_help)
     serve.add_argument("--token-file", help=f"file of accepted tokens, one per line (and/or ${TOKEN_ENV})")
-    serve.add_argument("--max-body-mb", type=_positive, default=64.0, help="largest accepted body, in MiB")
+    serve.add_argument("--max-body-mb", type=_positive, default=64.0, help="largest body on the wire, in MiB")
+    serve.add_argument("--max-inflated-mb", type=_positive, default=256.0,
+                       help="largest gzip body once inflated, in MiB (1M results are ~131 MiB)")  # fmt: skip
+    serve.add_argument("--max-in-flight-mb", type=_positive, default=512.0,
+                       help="body MiB all uploads may hold at once; more uploads wait")  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
 
     mig = commands.add_parser("migrate", help="create or upgrade the database schema")
