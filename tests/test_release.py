@@ -126,9 +126,9 @@ def test_dockerfile_pins_its_base_by_digest() -> None:
 
 
 def test_release_workflow_publishes_on_version_tags_with_least_privilege() -> None:
-    workflow = load(ROOT / ".github" / "workflows" / "release.yml")
-    # PyYAML reads the `on:` key as True (YAML 1.1).
-    assert workflow[True] == {"push": {"tags": ["v*.*.*"]}}
+    text = (ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    workflow: dict[Any, Any] = yaml.safe_load(text)
+    assert workflow[True] == {"push": {"tags": ["v*.*.*"]}}  # YAML 1.1 reads the key `on` as True
     assert workflow["permissions"] == {}
     jobs = workflow["jobs"]
     assert {name: job["permissions"] for name, job in jobs.items()} == {
