@@ -147,6 +147,11 @@ def _call(*argv: str | Path, env: Mapping[str, str] | None = None) -> None:
         )
 
 
+def _call_all(*commands: list[str | Path]) -> None:
+    for argv in commands:
+        _call(*argv)
+
+
 def _measure_once(work: Path, python: str, workspace: Path, seconds: dict[str, list[float]]) -> None:
     job = work / "install-job"
     shutil.rmtree(job, ignore_errors=True)
@@ -165,13 +170,13 @@ def _measure_once(work: Path, python: str, workspace: Path, seconds: dict[str, l
     venv = job / "venv"
     seconds["bare venv"].append(_timed(lambda: _call(python, "-m", "venv", venv)))
     shutil.rmtree(venv)
-    seconds["pip --python"].append(_timed(lambda: (
-        _call(python, "-m", "venv", "--without-pip", venv),
-        _call(python, "-m", "pip", "--python", venv / "bin" / "python", *_PIP_INSTALL),
+    seconds["pip --python"].append(_timed(lambda: _call_all(
+        [python, "-m", "venv", "--without-pip", venv],
+        [python, "-m", "pip", "--python", venv / "bin" / "python", *_PIP_INSTALL],
     )))  # fmt: skip
     shutil.rmtree(venv)
-    seconds["venv + its pip"].append(_timed(lambda: (
-        _call(python, "-m", "venv", venv), _call(venv / "bin" / "python", "-m", "pip", *_PIP_INSTALL),
+    seconds["venv + its pip"].append(_timed(lambda: _call_all(
+        [python, "-m", "venv", venv], [venv / "bin" / "python", "-m", "pip", *_PIP_INSTALL],
     )))  # fmt: skip
     shutil.rmtree(job)
 
