@@ -244,6 +244,8 @@ class FileRows:
         """What an unforeseen failure costs: a document all of it, a line format what follows."""
         if self.whole:
             self.reject(self.line, f"cannot be read ({_why(error)})")
+        elif self.line is None:
+            self.warn(None, f"cannot be read ({_why(error)}); nothing collected from this file")
         else:
             self.warn(self.line, f"cannot be read past here ({_why(error)}); the lines before it are kept")
 
