@@ -59,7 +59,8 @@ def parse_command(line: str) -> tuple[str, dict[str, str], str]:
 
 
 def render(markdown: str) -> str:
-    return MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    html: str = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    return html
 
 
 def reporter(env: dict[str, str]) -> tuple[Reporter, io.StringIO, io.StringIO]:
@@ -403,3 +404,59 @@ def test_summary_is_appended(tmp_path: Path) -> None:
     assert write_summary("first\n", env) and write_summary("second\n", env)
     assert target.read_text() == "first\nsecond\n"
     assert write_summary("nowhere\n", {}) is False
+
+
+def test_the_summary_redacts_before_it_escapes_or_cuts() -> None:
+    token = "tok_under_scored_77"
+    report, _, _ = reporter(ACTIONS)
+    report.mask(token)
+    message = "x" * 290 + f" {token} and https://x-access-token:{token}@github.com/o/r"
+    payload = hostile_payload()
+    payload["results"][0]["error_message"] = message
+    payload["results"][0]["recipe_name"] = f"Bearer {token}"
+    text = render_summary(
+        payload, status="failed", detail=f"said {token}", warnings=[f"w {token}"], redact=report.redact
+    )
+    for shown in (token, token.replace("_", "&#95;"), "tok&#95;", "under&#95;scored"):
+        assert shown not in text
+    assert text.count("&#42;&#42;&#42;") >= 4  # `***`, escaped like any other text
+    assert render_summary(payload, status="s", detail="Bearer abc", warnings=[]).count("Bearer abc") == 0
+
+
+def test_warnings_and_log_lines_redact_credential_shapes() -> None:
+    report, out, _ = reporter(ACTIONS)
+    report.warning("push to https://user:pw@example.com failed")
+    report.info("header Authorization: Bearer abc.def")
+    assert out.getvalue().splitlines() == [
+        "::warning::push to https://***@example.com failed",
+        "header Authorization: Bearer ***",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"INPUT_ECOSYSTEM": "a\udcffb"},
+            "input ecosystem: 'a\\udcffb' is not valid UTF-8 text; using the ecosystem",
+        ),
+        (
+            {"INPUT_BATCH-ID": "\udcff"},
+            "input batch-id: '\\udcff' is not valid UTF-8 text; using the default",
+        ),
+        ({"INPUT_STARTED-AT": "yesterday"}, "input started-at: 'yesterday' is not an RFC 3339 timestamp"),
+        (
+            {"INPUT_STARTED-AT": "0001-01-01T00:00:00+01:00"},
+            "input started-at: '0001-01-01T00:00:00+01:00' is ",
+        ),
+        (
+            {"INPUT_STARTED-AT": "9999-12-31T23:59:59-23:59"},
+            "input started-at: '9999-12-31T23:59:59-23:59' is ",
+        ),
+    ],
+)
+def test_text_inputs_are_checked_and_named_as_themselves(env: dict[str, str], message: str) -> None:
+    inputs, problems = read_inputs(env)
+    [problem] = problems
+    assert problem.startswith(message), problem
+    assert (inputs.ecosystem, inputs.batch_id, inputs.started_at) == (None, None, None)

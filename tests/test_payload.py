@@ -13,7 +13,17 @@ import pytest
 
 from batch_metrics.collectors import Collection, collect
 from batch_metrics.models import PAYLOAD_ADAPTER, RecipeResult
-from batch_metrics.payload import build_payload, default_batch_id, payload_bytes, write_payload
+from batch_metrics.payload import (
+    NotARegularFileError,
+    build_payload,
+    default_batch_id,
+    parse_rfc3339,
+    payload_bytes,
+    redact_messages,
+    write_bytes,
+    write_payload,
+)
+from batch_metrics.redact import Redactor
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 GITHUB = {
@@ -244,3 +254,42 @@ def test_fixtures_end_to_end(fixtures: Path, tmp_path: Path) -> None:
     assert payload["started_at"] == "2020-08-31T09:23:36Z"  # the oldest JUnit suite
     body = write_payload(payload, tmp_path / "payload.json")
     assert payload_bytes(PAYLOAD_ADAPTER.validate_json(body)) == body  # a missing key reads as null
+
+
+def test_only_a_regular_file_is_replaced(tmp_path: Path) -> None:
+    fifo, directory = tmp_path / "fifo", tmp_path / "dir"
+    os.mkfifo(fifo)
+    directory.mkdir()
+    for target in (fifo, directory):
+        with pytest.raises(NotARegularFileError, match="exists and is not a regular file"):
+            write_bytes(b"{}", target)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and directory.is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["dir", "fifo"]  # no temporary file either
+
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "regular")
+    (tmp_path / "regular").write_bytes(b"old")
+    write_bytes(b"new", link)  # a link to a regular file is replaced by the file, as before
+    assert link.read_bytes() == b"new" and not link.is_symlink()
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59", "2026-13-01T00:00:00Z"]
+)
+def test_started_at_out_of_range_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match="in years 1 to 9999 UTC"):
+        parse_rfc3339(text)
+    with pytest.raises(ValueError):
+        build_payload(Collection(results=[row("passed")]), started_at=text, now=NOW)
+
+
+def test_error_messages_are_redacted_in_place() -> None:
+    redact = Redactor()
+    redact.add("s3cret")
+    rows = [
+        RecipeResult(recipe_name="a", ecosystem="npm", result="failed", error_message="got s3cret back"),
+        RecipeResult(recipe_name="b", ecosystem="npm", result="failed", error_message="Bearer abc rejected"),
+        RecipeResult(recipe_name="c", ecosystem="npm", result="passed"),
+    ]
+    redact_messages(rows, redact)
+    assert [row.get("error_message") for row in rows] == ["got *** back", "Bearer *** rejected", None]
