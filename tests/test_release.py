@@ -204,7 +204,7 @@ def registry_digest(address: str, repository: str, tag: str) -> str:
 
 @pytest.mark.container
 def test_release_publishes_an_image_the_pinned_action_runs(
-    registry: str, tmp_path: Path, fixtures: Path
+    registry: str, tmp_path: Path, fixtures: Path, request: pytest.FixtureRequest
 ) -> None:
     from tests.containers import discover
 
@@ -226,6 +226,14 @@ def test_release_publishes_an_image_the_pinned_action_runs(
     )  # fmt: skip
     assert published.returncode == 0, published.stdout + published.stderr[-4000:]
     reference = published.stdout.strip()
+    # The engine's store keeps nothing of this test: the built list, its tags and the pulled image.
+    built = ["manifest", "rm"] if engine.name == "podman" else ["rmi"]  # podman built a manifest list
+
+    def forget() -> None:
+        engine(*built, f"{image}:1.2.3")
+        engine("rmi", "--force", reference)
+
+    request.addfinalizer(forget)
     digest = reference.removeprefix(f"{image}@")
     # The digest written is the one the registry serves under both tags.
     assert registry_digest(registry, "octo/batch-metrics", "1.2.3") == digest
