@@ -1,76 +1,80 @@
-"""The endpoint: a plain WSGI application, a drop-in for the Cloudflare Worker's `POST /batch-metrics`.
+"""The endpoint: an ASGI app on Starlette, a drop-in for the Cloudflare Worker's `POST /batch-metrics`.
 
-Routes: `POST /batch-metrics`, `GET /health`, `GET /openapi.json`, and a read
-API (`GET /batch-runs`, `GET /batch-runs/{id}`) behind the same bearer token.
-No framework: five routes do not need one, and the hot path (read the body,
-validate it in Rust with pydantic, bulk insert) stays in plain sight.
-Answers mirror the Worker's: 201 `{"batch_run_id": N}`, plain-text
-`Bad request: <field> is required` and `Unauthorized`, JSON `{"error": ...}` on 500.
+Routes: `POST /batch-metrics`, `GET /health`, `GET /openapi.json`, and a read API
+(`GET /batch-runs`, `GET /batch-runs/{id}`). Answers mirror the Worker's: 201
+`{"batch_run_id": N}`, plain-text `Bad request: <field> is required` and `Unauthorized`,
+JSON `{"error": ..., "request_id": ...}` on 500.
 
-`serve()` runs the app under waitress; any WSGI server works:
+How routes and auth fit together (for anyone adding routes, e.g. the dashboard):
 
-    gunicorn 'batch_metrics.server:app_from_env()'
+- `create_app()` builds the route list in one place: `_routes(...)` for the endpoint's own routes,
+  then `+ extra` routes (the dashboard's are added there, one line). Every route shares
+  `app.state.storage` (the database) and `app.state.guard` (the tokens).
+- `Guard` is the only auth check. `guard.check_write(request)` demands exactly
+  `Authorization: Bearer <token>` (any other scheme is 401) and raises 401 otherwise;
+  `guard.check_read(request)` does the same unless the server runs with `public_read`, which opens
+  reads (pages, their JSON, the read API) but never writes. Call it first in a handler, before
+  reading any body: a refused request costs no memory.
+- Raise `HTTPException(status, "text")` for a plain-text answer; any other exception becomes a
+  generic 500 with a request id, the details only in the log (`batch_metrics.server`).
+- Storage calls are blocking; run them with `run_in_threadpool`.
+
+`Edge` (edge.py) wraps the app: request ids, the escaped access log, and reading away an
+unread body after an early answer. Bodies are read within the limits of body.py.
+`serve()` (serving.py) runs it under Hypercorn; any ASGI server works:
+
+    hypercorn --workers 4 --bind 0.0.0.0:8787 'batch_metrics.server:app_from_env()'
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import os
 import re
-import signal
-import threading
-import time
-import uuid
-import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Any
-from urllib.parse import parse_qs
 
-import waitress.server
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Lifespan
 
 from batch_metrics import TOKEN_ENV
+from batch_metrics.body import (
+    BodyBuffer,
+    BodyError,
+    ByteBudget,
+    Limits,
+    check_encoding,
+    declared_length,
+    share_of,
+)
+from batch_metrics.edge import Edge, internal_error
 from batch_metrics.models import PAYLOAD_ADAPTER
 from batch_metrics.openapi import render_openapi
-from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, is_postgres_url, open_storage
+from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, open_storage
 
 log = logging.getLogger("batch_metrics.server")
-access_log = logging.getLogger("batch_metrics.access")
 
-DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_DB = "batch-metrics.db"
 TOKEN_FILE_ENV = f"{TOKEN_ENV}_FILE"
 MAX_IDEMPOTENCY_KEY = 255
-_READ_CHUNK = 1024 * 1024
-_RUN_PATH = re.compile(r"^/batch-runs/([0-9]{1,18})$")
-_DIGITS = re.compile(r"[0-9]{1,18}")
 _RUN_QUERY = {"batch_id", "ecosystem", "since", "until", "limit", "cursor"}
+_DIGITS = re.compile(r"[0-9]{1,18}")
 # A JSON `\u0000` escape (an even number of backslashes before it): PostgreSQL text cannot hold NUL.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-_REASONS = {
-    200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-    405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
-    500: "Internal Server Error", 503: "Service Unavailable",
-}  # fmt: skip
 
 Storage = SQLiteStorage | PostgresStorage
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-
-
-class HTTPError(Exception):
-    """An answer other than success; its message is shown to the client as plain text."""
-
-    def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = list(headers)
 
 
 def parse_tokens(text: str) -> list[str]:
@@ -85,6 +89,32 @@ def load_tokens(token_file: str | None = None, env: dict[str, str] | None = None
     if token_file:
         tokens += parse_tokens(Path(token_file).read_text(encoding="utf-8"))
     return tokens
+
+
+class Guard:
+    """The bearer-token check for every route: constant time, exactly `Bearer <token>`."""
+
+    def __init__(self, tokens: Iterable[str], *, public_read: bool = False) -> None:
+        # Digests have one length, so comparing them reveals nothing about a token's length either.
+        self.token_digests = [hashlib.sha256(token.encode()).digest() for token in tokens]
+        self.public_read = public_read
+
+    def allows(self, authorization: str) -> bool:
+        scheme, _, presented = authorization.partition(" ")
+        candidate = hashlib.sha256(presented.encode("latin-1", "replace")).digest()
+        # Compare with every configured token, without stopping at a match, so timing reveals nothing.
+        matched = False
+        for digest in self.token_digests:
+            matched |= hmac.compare_digest(candidate, digest)
+        return matched and scheme == "Bearer" and bool(presented)
+
+    def check_write(self, request: Request) -> None:
+        if not self.allows(request.headers.get("authorization", "")):
+            raise HTTPException(401, "Unauthorized", {"WWW-Authenticate": 'Bearer realm="batch-metrics"'})
+
+    def check_read(self, request: Request) -> None:
+        if not self.public_read:
+            self.check_write(request)
 
 
 def _field_path(loc: Sequence[int | str]) -> str:
@@ -109,174 +139,81 @@ def describe_error(error: ErrorDetails) -> str:
     return f"{where}: {error['msg']}"
 
 
-def _without_nul(body: bytes) -> bytes:
+def _without_nul(body: bytearray) -> bytes | bytearray:
     """NUL becomes U+FFFD on every backend alike; the cheap `in` test keeps the regex off normal bodies."""
     return _NUL_ESCAPE.sub(rb"\1\\ufffd", body) if b"\\u0000" in body else body
 
 
-class BatchMetricsApp:
-    """The WSGI callable. Unexpected errors become a generic 500 with a request id; details go to the log."""
+def _store(storage: Storage, body: bytearray, key: str | None) -> tuple[int, bool]:
+    """Validate and insert (in a worker thread): the body's buffer is dropped as soon as it is parsed."""
+    try:
+        payload = PAYLOAD_ADAPTER.validate_json(_without_nul(body))
+    except ValidationError as error:
+        raise HTTPException(400, f"Bad request: {describe_error(error.errors()[0])}") from None
+    del body[:]  # the rows are Python objects now; the bytes are no longer needed
+    return storage.insert_batch(payload, key)
 
-    def __init__(
-        self, storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY
-    ) -> None:
+
+class Endpoint:
+    """The route handlers, sharing one storage, guard, budget and the limits."""
+
+    def __init__(self, storage: Storage, guard: Guard, limits: Limits) -> None:
         self.storage = storage
-        # Digests have one length, so comparing them reveals nothing about a token's length either.
-        self.token_digests = [hashlib.sha256(token.encode()).digest() for token in tokens]
-        self.max_body_bytes = max_body_bytes
+        self.guard = guard
+        self.limits = limits
+        self.budget = ByteBudget(limits.max_in_flight_bytes)
         self.openapi = render_openapi().encode()
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        started = time.perf_counter()
-        request_id = uuid.uuid4().hex[:16]
-        environ["batch_metrics.body_bytes"] = 0
-        try:
-            status, content_type, data, headers = self.route(environ)
-        except HTTPError as error:
-            status, content_type, data, headers = (
-                error.status,
-                "text/plain",
-                error.message.encode(),
-                error.headers,
-            )
-        except Exception:
-            log.exception("request %s failed", request_id)
-            body = {"error": "Internal server error", "request_id": request_id}
-            status, content_type, data, headers = 500, "application/json", json.dumps(body).encode(), []
-        headers = [
-            *headers,
-            ("Content-Type", f"{content_type}; charset=utf-8"),
-            ("Content-Length", str(len(data))),
-            ("X-Request-Id", request_id),
-        ]
-        start_response(f"{status} {_REASONS.get(status, '')}", headers)
-        # Never the query string's neighbours or any header: the token stays out of the log.
-        access_log.info(
-            '%s "%s %s" %d in=%d out=%d %.1fms id=%s',
-            environ.get("REMOTE_ADDR", "-"),
-            environ.get("REQUEST_METHOD", "-"),
-            environ.get("PATH_INFO", "-"),
-            status,
-            environ["batch_metrics.body_bytes"],
-            len(data),
-            (time.perf_counter() - started) * 1000,
-            request_id,
-        )
-        return [data] if environ.get("REQUEST_METHOD") != "HEAD" else [b""]
+    async def health(self, request: Request) -> Response:
+        healthy = await run_in_threadpool(self.storage.healthy)
+        return JSONResponse({"status": "ok" if healthy else "unavailable"}, 200 if healthy else 503)
 
-    def route(self, environ: dict[str, Any]) -> tuple[int, str, bytes, list[tuple[str, str]]]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        path = environ.get("PATH_INFO", "/")
-        if path == "/health":
-            self._allow(method, "GET", "HEAD")
-            healthy = self.storage.healthy()
-            return _json(200 if healthy else 503, {"status": "ok" if healthy else "unavailable"})
-        if path == "/openapi.json":
-            self._allow(method, "GET", "HEAD")
-            return 200, "application/json", self.openapi, []
-        if path == "/batch-metrics":
-            self._allow(method, "POST")
-            self._authorize(environ)
-            return self._receive(environ)
-        if path == "/batch-runs":
-            self._allow(method, "GET", "HEAD")
-            self._authorize(environ)
-            return _json(200, self._list_runs(environ))
-        match = _RUN_PATH.match(path)
-        if match:
-            self._allow(method, "GET", "HEAD")
-            self._authorize(environ)
-            run = self.storage.get_run(int(match.group(1)))
-            if run is None:
-                raise HTTPError(404, "Not found")
-            return _json(200, run)
-        raise HTTPError(404, "Not found")
+    async def openapi_document(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json")
 
-    @staticmethod
-    def _allow(method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise HTTPError(405, "Method not allowed", [("Allow", ", ".join(allowed))])
-
-    def _authorize(self, environ: dict[str, Any]) -> None:
-        scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        candidate = hashlib.sha256(presented.strip().encode("latin-1")).digest()
-        # Compare with every configured token, without stopping at a match, so timing reveals nothing.
-        matched = False
-        for digest in self.token_digests:
-            matched |= hmac.compare_digest(candidate, digest)
-        if not (matched and scheme.lower() == "bearer" and presented.strip()):
-            raise HTTPError(401, "Unauthorized", [("WWW-Authenticate", 'Bearer realm="batch-metrics"')])
-
-    def _read_body(self, environ: dict[str, Any]) -> bytes:
-        """The body, refused with 413 as soon as it is known to be over the limit (declared or read)."""
-        limit = self.max_body_bytes
-        too_large = HTTPError(413, f"Payload too large: the limit is {limit} bytes")
-        try:
-            declared = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError as error:
-            raise HTTPError(400, "Bad request: invalid Content-Length") from error
-        if declared > limit:
-            raise too_large
-        stream = environ["wsgi.input"]
-        chunks: list[bytes] = []
-        size = 0
-        while declared < 0 or size < declared:
-            chunk = stream.read(_READ_CHUNK if declared < 0 else min(_READ_CHUNK, declared - size))
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        environ["batch_metrics.body_bytes"] = size
-        body = b"".join(chunks)
-        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
-        if encoding == "gzip":
-            return self._gunzip(body)
-        if encoding not in ("", "identity"):
-            raise HTTPError(415, "Unsupported Content-Encoding: send gzip or identity")
-        return body
-
-    def _gunzip(self, body: bytes) -> bytes:
-        """Inflate at most the body limit: a small gzip bomb costs us no more memory than a large body."""
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = inflater.decompress(body, self.max_body_bytes + 1)
-        except zlib.error as error:
-            raise HTTPError(400, "Bad request: invalid gzip body") from error
-        if len(data) > self.max_body_bytes:
-            raise HTTPError(413, f"Payload too large: inflated, the limit is {self.max_body_bytes} bytes")
-        if not inflater.eof or inflater.unused_data:
-            raise HTTPError(400, "Bad request: truncated gzip body or data after it")
-        return data
-
-    def _receive(self, environ: dict[str, Any]) -> tuple[int, str, bytes, list[tuple[str, str]]]:
-        key = environ.get("HTTP_IDEMPOTENCY_KEY", "").strip() or None
+    async def upload(self, request: Request) -> Response:
+        self.guard.check_write(request)  # from the headers: nothing of the body is read before this
+        key = request.headers.get("idempotency-key", "").strip() or None
         if key and len(key) > MAX_IDEMPOTENCY_KEY:
-            raise HTTPError(
+            raise HTTPException(
                 400, f"Bad request: Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters"
             )
-        body = _without_nul(self._read_body(environ))
         try:
-            payload = PAYLOAD_ADAPTER.validate_json(body)
-        except ValidationError as error:
-            raise HTTPError(400, f"Bad request: {describe_error(error.errors()[0])}") from None
-        run_id, duplicate = self.storage.insert_batch(payload, key)
+            length = declared_length(request.headers.get("content-length"), self.limits)
+            gzip = check_encoding(request.headers.get("content-encoding"))
+            async with share_of(self.budget, self.limits) as share:
+                if length is not None and not gzip:
+                    await share.cover(length, step=0)  # the whole body, before reading any of it
+                buffer = BodyBuffer(self.limits, share, gzip=gzip)
+                async with asyncio.timeout(self.limits.body_seconds):
+                    async for chunk in request.stream():
+                        await buffer.add(chunk)
+                run_id, duplicate = await run_in_threadpool(_store, self.storage, buffer.finish(), key)
+        except BodyError as error:
+            return PlainTextResponse(error.message, error.status, error.headers)
+        except ClientDisconnect:
+            return PlainTextResponse("Bad request: the body ended early", 400)
+        except TimeoutError:  # the wall-clock deadline of a body that trickles in
+            return PlainTextResponse("Request timeout: the body took too long to arrive", 408)
         if duplicate:
-            return _json(200, {"batch_run_id": run_id, "duplicate": True})
-        return _json(201, {"batch_run_id": run_id})
+            return JSONResponse({"batch_run_id": run_id, "duplicate": True}, 200)
+        return JSONResponse({"batch_run_id": run_id}, 201)
 
-    def _list_runs(self, environ: dict[str, Any]) -> dict[str, Any]:
-        pairs = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        query = {key: values[-1] for key, values in pairs.items()}
+    async def list_runs(self, request: Request) -> Response:
+        self.guard.check_read(request)
+        query = dict(request.query_params)
         unknown = sorted(set(query) - _RUN_QUERY)
         if unknown:  # a misspelt filter would otherwise silently list everything
-            raise HTTPError(400, f"Bad request: unknown query parameter {unknown[0][:40]!r}")
+            raise HTTPException(400, f"Bad request: unknown query parameter {unknown[0][:40]!r}")
+        for name, value in query.items():
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL; no stored value has one
+                raise HTTPException(400, f"Bad request: {name} must not contain NUL")
         limit = _query_number(query, "limit", 50)
         if not 1 <= limit <= 500:
-            raise HTTPError(400, "Bad request: limit must be between 1 and 500")
+            raise HTTPException(400, "Bad request: limit must be between 1 and 500")
         cursor = _query_number(query, "cursor", None) if "cursor" in query else None
-        runs, next_id = self.storage.list_runs(
+        runs, next_id = await run_in_threadpool(
+            self.storage.list_runs,
             RunFilter(
                 batch_id=query.get("batch_id"),
                 ecosystem=query.get("ecosystem"),
@@ -284,9 +221,28 @@ class BatchMetricsApp:
                 until=query.get("until"),
                 before_id=cursor,
                 limit=limit,
-            )
+            ),
         )
-        return {"runs": runs, "next_cursor": None if next_id is None else str(next_id)}
+        return _json({"runs": runs, "next_cursor": None if next_id is None else str(next_id)})
+
+    async def get_run(self, request: Request) -> Response:
+        self.guard.check_read(request)
+        run_id = request.path_params["run_id"]
+        if not _DIGITS.fullmatch(run_id):
+            raise HTTPException(404, "Not found")
+        run = await run_in_threadpool(self.storage.get_run, int(run_id))
+        if run is None:
+            raise HTTPException(404, "Not found")
+        return _json(run)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/batch-metrics", self.upload, methods=["POST"]),
+            Route("/health", self.health, methods=["GET", "HEAD"]),
+            Route("/openapi.json", self.openapi_document, methods=["GET", "HEAD"]),
+            Route("/batch-runs", self.list_runs, methods=["GET", "HEAD"]),
+            Route("/batch-runs/{run_id}", self.get_run, methods=["GET", "HEAD"]),
+        ]
 
 
 def _query_number(query: dict[str, str], name: str, default: int | None) -> int:
@@ -294,78 +250,50 @@ def _query_number(query: dict[str, str], name: str, default: int | None) -> int:
     if value is None and default is not None:
         return default
     if value is None or not _DIGITS.fullmatch(value):
-        raise HTTPError(400, f"Bad request: {name} must be a whole number of at most 18 digits")
+        raise HTTPException(400, f"Bad request: {name} must be a whole number of at most 18 digits")
     return int(value)
 
 
-def _json(status: int, body: object) -> tuple[int, str, bytes, list[tuple[str, str]]]:
-    return status, "application/json", json.dumps(body, ensure_ascii=False).encode(), []
+def _json(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False).encode(), status, media_type="application/json")
 
 
-class EndpointServer:
-    """waitress, its event loop run here so that stopping lets requests in flight finish.
+async def _http_error(request: Request, error: Exception) -> Response:
+    if not isinstance(error, HTTPException):
+        raise error
+    return PlainTextResponse(error.detail, error.status_code, error.headers)
 
-    waitress's own `run()` stops at once on a signal and drops responses not yet sent;
-    `stop()` (from any thread or a signal handler) instead closes the listening socket,
-    keeps serving the connections that have a request in progress, then shuts down.
-    """
 
-    def __init__(
-        self,
-        app: BatchMetricsApp,
-        host: str = "127.0.0.1",
-        port: int = 8787,
-        *,
-        threads: int = 8,
-        channel_timeout: int = 120,
-    ) -> None:
-        self.server = waitress.server.create_server(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            # waitress refuses larger bodies itself (413) before buffering them.
-            max_request_body_size=app.max_body_bytes,
-            # Big reads, and bodies up to 16 MiB kept in memory rather than spilled to a temp file:
-            # a 100k-result batch (~11 MB) arrives several times faster.
-            recv_bytes=256 * 1024,
-            inbuf_overflow=16 * 1024 * 1024,
-            channel_timeout=channel_timeout,
-            ident="batch-metrics",
-            clear_untrusted_proxy_headers=True,
-        )
-        self._stopping = threading.Event()
+async def _server_error(request: Request, error: Exception) -> Response:
+    request_id = request.scope["state"]["request_id"]
+    log.exception("request %s failed", request_id, exc_info=error)
+    return Response(internal_error(request_id), 500, media_type="application/json")
 
-    @property
-    def port(self) -> int:
-        return int(self.server.effective_port)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self.server.pull_trigger()  # wake the loop now, not at its next timeout
-
-    def _busy(self) -> bool:
-        return any(
-            channel.request is not None or channel.requests or channel.total_outbufs_len
-            for channel in list(self.server.active_channels.values())
-        )
-
-    def run(self, drain_seconds: float = 30.0) -> None:
-        server = self.server
-        while not self._stopping.is_set():
-            server.asyncore.loop(timeout=1.0, map=server._map, use_poll=True, count=1)
-        server.accepting = False
-        server.del_channel()
-        server.socket.close()
-        deadline = time.monotonic() + drain_seconds
-        while True:  # at least once: bytes that arrived with the signal are read before deciding
-            server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
-            if not self._busy() or time.monotonic() > deadline:
-                break
-        for channel in list(server.active_channels.values()):
-            channel.handle_close()
-        server.trigger.close()
-        server.task_dispatcher.shutdown(timeout=max(deadline - time.monotonic(), 1.0))
+def create_app(
+    storage: Storage,
+    tokens: Iterable[str],
+    *,
+    max_body_bytes: int = Limits.max_body_bytes,
+    max_inflated_bytes: int = Limits.max_inflated_bytes,
+    max_in_flight_bytes: int = Limits.max_in_flight_bytes,
+    public_read: bool = False,
+    lifespan: Lifespan[Starlette] | None = None,
+) -> Edge:
+    """The whole endpoint as one ASGI app. The caller owns `storage` (or closes it in `lifespan`)."""
+    limits = Limits(max_body_bytes, max_inflated_bytes, max_in_flight_bytes)
+    guard = Guard(tokens, public_read=public_read)
+    endpoint = Endpoint(storage, guard, limits)
+    # The endpoint's routes, then the dashboard's: `+ dashboard_http.routes(storage, guard.check_read)`.
+    routes = endpoint.routes()
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.storage = storage
+    app.state.guard = guard
+    return Edge(app, drain_bytes=max_body_bytes)
 
 
 def database_target(db: str | None) -> str:
@@ -373,30 +301,17 @@ def database_target(db: str | None) -> str:
     return db or os.environ.get("DATABASE_URL") or DEFAULT_DB
 
 
-def create_app(
-    storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY
-) -> BatchMetricsApp:
-    return BatchMetricsApp(storage, tokens, max_body_bytes=max_body_bytes)
+def app_from_env() -> Edge:
+    """For any ASGI server: `$DATABASE_URL`, `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`."""
+    storage = open_storage(database_target(None), pool_size=8)
+    storage.migrate()
 
+    @asynccontextmanager
+    async def closing_storage(app: Starlette) -> AsyncIterator[None]:
+        yield
+        storage.close()
 
-def _start(db: str | None, token_file: str | None, max_body_bytes: int, pool_size: int) -> BatchMetricsApp:
-    target = database_target(db)
-    storage = open_storage(target, pool_size=pool_size)
-    applied = storage.migrate()
-    log.info(
-        "database %s, migrations applied: %s",
-        "PostgreSQL" if is_postgres_url(target) else target,  # a URL may carry a password
-        ", ".join(map(str, applied)) or "none needed",
-    )
-    tokens = load_tokens(token_file)
-    if not tokens:
-        log.warning("no token configured (set %s or a token file): every upload will get 401", TOKEN_ENV)
-    return create_app(storage, tokens, max_body_bytes=max_body_bytes)
-
-
-def app_from_env() -> BatchMetricsApp:
-    """For other WSGI servers: `$DATABASE_URL`, `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`."""
-    return _start(None, os.environ.get(TOKEN_FILE_ENV), DEFAULT_MAX_BODY, pool_size=8)
+    return create_app(storage, load_tokens(os.environ.get(TOKEN_FILE_ENV)), lifespan=closing_storage)
 
 
 def migrate(db: str | None) -> list[int]:
@@ -406,32 +321,3 @@ def migrate(db: str | None) -> list[int]:
         return storage.migrate()
     finally:
         storage.close()
-
-
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8787,
-    db: str | None = None,
-    *,
-    token_file: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY,
-    threads: int = 8,
-    drain_seconds: float = 30.0,
-) -> None:
-    """Run under waitress until SIGTERM/SIGINT, then finish the requests in flight and exit."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = _start(db, token_file or os.environ.get(TOKEN_FILE_ENV), max_body_bytes, pool_size=threads)
-    endpoint = EndpointServer(app, host, port, threads=threads)
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: no longer accepting; finishing the requests in flight", signum)
-        endpoint.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("serving on http://%s:%d", host, endpoint.port)
-    try:
-        endpoint.run(drain_seconds)
-    finally:
-        app.storage.close()
-        log.info("stopped")

@@ -1,9 +1,9 @@
 """Fixtures for the endpoint's tests: a fresh database per test on each backend, and the real server.
 
 `database` is parametrized over SQLite (a file in tmp_path) and PostgreSQL (a database of its own
-on the server from tests/pg.py), so every test that uses it runs on both. `live` is the WSGI app
-under waitress (`EndpointServer`, as `batch-metrics serve` runs it) on a free loopback port, in a
-thread; tests talk HTTP to it with requests.
+on the server from tests/pg.py), so every test that uses it runs on both. `live` is the ASGI app
+under Hypercorn (`Host`, as `batch-metrics serve` runs it) on a free loopback port, in a thread;
+tests talk HTTP to it with requests.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import pytest
 import requests
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.server import DEFAULT_MAX_BODY, EndpointServer, create_app
+from batch_metrics.body import DEFAULT_MAX_BODY
+from batch_metrics.server import create_app
+from batch_metrics.serving import Host, bind
 from batch_metrics.storage import PostgresStorage, SQLiteStorage, is_postgres_url, open_storage
 from tests.conftest import ROOT
 from tests.pg import fresh_database
@@ -135,18 +137,22 @@ class Live:
 
 @contextmanager
 def running(
-    storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY, threads: int = 4
+    storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY, **options: Any
 ) -> Iterator[str]:
-    """The endpoint served on a free loopback port in a thread; its base URL. Stopped (drained) after."""
-    server = EndpointServer(create_app(storage, tokens, max_body_bytes=max_body_bytes), "127.0.0.1", 0,
-                            threads=threads)  # fmt: skip
+    """The endpoint served on a free loopback port in a thread; its base URL. Stopped (drained) after.
+
+    `options` go to `create_app` (limits) or `Host` (`idle_seconds`, `drain_seconds`).
+    """
+    host_options = {name: options.pop(name) for name in ("idle_seconds", "drain_seconds") if name in options}
+    app = create_app(storage, tokens, max_body_bytes=max_body_bytes, **options)
+    server = Host(app, bind("127.0.0.1", 0), **host_options)
     thread = threading.Thread(target=server.run, name="endpoint", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.stop()
-        thread.join(timeout=30)
+        thread.join(timeout=60)
         assert not thread.is_alive(), "the endpoint did not stop"
 
 

@@ -29,10 +29,10 @@ from pydantic import ValidationError
 from batch_metrics import TOKEN_ENV
 from batch_metrics.models import PAYLOAD_ADAPTER
 from batch_metrics.openapi import OPENAPI_PATH
-from batch_metrics.server import TOKEN_FILE_ENV, EndpointServer, app_from_env, describe_error, load_tokens
+from batch_metrics.server import TOKEN_FILE_ENV, describe_error, load_tokens
 from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, is_postgres_url
 from batch_metrics.upload import idempotency_key, upload
-from tests.conftest import ROOT
+from tests.conftest import ROOT, unused_port, wait_healthy
 from tests.live import (
     Live,
     Storage,
@@ -199,12 +199,12 @@ def test_the_projects_uploader_stores_a_batch_end_to_end(live: Live) -> None:
 
 
 def test_the_actions_job_uploads_the_shared_fixtures_to_this_server(
-    live: Live, shared_fixtures: Path, tmp_path: Path
+    live: Live, fixtures: Path, tmp_path: Path
 ) -> None:
     """`batch-metrics run` (what the action runs) on real pipeline output, then a replay of its payload."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    shutil.copy(shared_fixtures / "tsuku" / "failures" / "batch-2026-02-19T14-31-25Z.jsonl", workspace)
+    shutil.copy(fixtures / "tsuku" / "failures" / "batch-2026-02-19T14-31-25Z.jsonl", workspace)
     env = {**os.environ, TOKEN_ENV: live.token, "GITHUB_RUN_ID": "7", "GITHUB_RUN_ATTEMPT": "1"}
     cli = [sys.executable, "-m", "batch_metrics.cli"]
     job = [*cli, "run", "--workspace", str(workspace), "--results", "*.jsonl", "--endpoint", live.url,
@@ -260,9 +260,9 @@ def test_an_over_long_idempotency_key_is_refused(live: Live) -> None:
 
 @pytest.fixture
 def small(storage: Storage) -> Iterator[Live]:
-    """A server whose body limit is 4 KiB."""
+    """A server whose body limit is 4 KiB, 64 KiB once inflated."""
     token = secrets.token_urlsafe(16)
-    with running(storage, [token], max_body_bytes=4096) as url:
+    with running(storage, [token], max_body_bytes=4096, max_inflated_bytes=65536) as url:
         yield Live(url, token, storage)
 
 
@@ -490,7 +490,7 @@ def test_sixteen_concurrent_uploaders_lose_nothing(database: str, storage: Stora
     uploads_each, rows_each = 5, 200
     statuses: list[int] = []
     try:
-        with running(storage, ["t"], threads=8) as first_url, running(second, ["t"], threads=8) as second_url:
+        with running(storage, ["t"]) as first_url, running(second, ["t"]) as second_url:
             barrier = threading.Barrier(16)
 
             def uploader(number: int) -> None:
@@ -529,6 +529,7 @@ def test_serve_drains_a_request_in_flight_on_sigterm(database: str, tmp_path: Pa
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
             client.sendall(head.encode() + body[:1000])
+            wait_until_read(port)  # the server has the request in hand: it is in flight
             served.process.send_signal(signal.SIGTERM)
             wait_for_log(served.log, "no longer accepting")
             client.sendall(body[1000:])
@@ -576,31 +577,30 @@ def test_a_server_killed_mid_insert_leaves_no_orphan_run(
     assert count_rows(database, "recipe_results") == 20_000
 
 
-def test_app_from_env_serves_under_any_wsgi_server(
-    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_app_from_env_serves_under_hypercorn_with_several_workers(database: str, tmp_path: Path) -> None:
+    """The documented multi-process deployment: `hypercorn --workers 2 '...:app_from_env()'`."""
     token_file = tmp_path / "tokens"
     token_file.write_text("from-file\n", encoding="utf-8")
-    monkeypatch.setenv("DATABASE_URL", database)
-    monkeypatch.setenv(TOKEN_ENV, "from-env")
-    monkeypatch.setenv(TOKEN_FILE_ENV, str(token_file))
-    app = app_from_env()
-    server = EndpointServer(app, "127.0.0.1", 0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    port = unused_port()
+    env = {**os.environ, "DATABASE_URL": database, TOKEN_ENV: "from-env", TOKEN_FILE_ENV: str(token_file)}
+    argv = [sys.executable, "-m", "hypercorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+            "batch_metrics.server:app_from_env()"]  # fmt: skip
+    log = tmp_path / "hypercorn.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        url = f"http://127.0.0.1:{server.port}/batch-metrics"
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, seconds=60, alive=lambda: process.poll() is None, why=log.read_text)
         statuses = [
-            requests.post(
-                url, json=batch(1), timeout=30, headers={"Authorization": f"Bearer {token}"}
-            ).status_code
+            requests.post(f"{url}/batch-metrics", json=batch(1, batch_id=token), timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}).status_code
             for token in ("from-env", "from-file", "neither")
-        ]
+        ]  # fmt: skip
     finally:
-        server.stop()
-        thread.join(timeout=30)
-        app.storage.close()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
     assert statuses == [201, 201, 401]
+    assert count_rows(database, "batch_runs") == 2
 
 
 # --- helpers ---
@@ -683,6 +683,20 @@ def wait_for_log(log: Path, text: str, timeout: float = 30) -> None:
     while text not in log.read_text(errors="replace"):
         assert time.monotonic() < deadline, f"{text!r} never appeared in {log}"
         time.sleep(0.02)
+
+
+def wait_until_read(port: int, timeout: float = 30) -> None:
+    """Until the server's end of every connection to `port` has an empty receive queue (/proc/net/tcp)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        # local address is `IP:PORT` in hex; st 01 is ESTABLISHED; tx_queue:rx_queue in hex
+        queues = [int(row[4].split(":")[1], 16) for row in rows
+                  if int(row[1].split(":")[1], 16) == port and row[3] == "01"]  # fmt: skip
+        if queues and not any(queues):
+            return
+        assert time.monotonic() < deadline, f"the server never read its connection: {queues}"
+        time.sleep(0.01)
 
 
 def read_all(client: socket.socket) -> bytes:
