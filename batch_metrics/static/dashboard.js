@@ -47,7 +47,8 @@ function svgEl(tag, attrs, text) {
 }
 
 const percent = (rate) => (rate * 100).toFixed(1) + "%";
-const when = (stamp) => (stamp || "").replace("T", " ").replace(/(:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/, "$1 $3");
+// "2026-12-01T01:00:00Z" -> "2026-12-01 01:00Z"; text that is not such a time is shown as it is.
+const when = (stamp) => String(stamp || "").replace(/^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(:\d\d(\.\d+)?)?/, "$1 $2");
 
 function state() {
   const query = new URLSearchParams(location.search);
@@ -102,7 +103,9 @@ function trend(item) {
 
 // A line chart: one series per ecosystem over the window's days, with labels and a table behind it.
 function lineChart(container, table, days, series, { max, label, unit }) {
-  const width = 720, height = 240, left = 48, right = 12, top = 12, bottom = 28;
+  // Drawn at the container's own width, so labels keep their size on a phone.
+  const width = Math.max(300, Math.round(container.clientWidth || 720));
+  const height = width < 500 ? 180 : 240, left = 40, right = 12, top = 12, bottom = 28;
   const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   svg.append(svgEl("title", {}, label));
   const x = (index) => left + (days.length > 1 ? index * (width - left - right) / (days.length - 1) : 0);
@@ -170,8 +173,10 @@ function drawEcosystems(summary) {
     if (item.stale_after_seconds) {
       status.title = `no batch for longer than ${(item.stale_after_seconds / 3600).toFixed(1)} h`;
     }
-    return row([link(item.ecosystem, { ecosystem: item.ecosystem }), link(when(latest.started_at), { run: String(latest.id), recipe: "" }),
-      percent(latest.success_rate), latest.failed, item.runs_since_green, status]);
+    const at = link(when(latest.started_at), { run: String(latest.id), recipe: "" });
+    at.className = "time";
+    return row([link(item.ecosystem, { ecosystem: item.ecosystem }), at, percent(latest.success_rate), latest.failed,
+      item.runs_since_green, status]);
   }), "No batches stored yet.");
 }
 
@@ -187,7 +192,7 @@ function drawTables(summary) {
     row([item.name || "(none)", item.ecosystem, item.failures, trend(item)])), "No failures.");
   fill("flaky-table", summary.flaky_recipes.map((item) =>
     row([link(item.recipe_name, { recipe: item.recipe_name, run: "" }), item.ecosystem, item.flips, item.platforms,
-      when(item.last_flip_at)])), "Nothing flaky.");
+      el("span", when(item.last_flip_at), { class: "time" })])), "Nothing flaky.");
 }
 
 function drawCharts(summary) {
