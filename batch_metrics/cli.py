@@ -286,8 +286,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from pydantic_core import ValidationError
 
     from batch_metrics.github import Reporter
+    from batch_metrics.models import PAYLOAD_VALIDATOR
     from batch_metrics.upload import upload
-    from batch_metrics.wire import PAYLOAD_VALIDATOR
 
     env = os.environ
     reporter = Reporter(env)
@@ -361,14 +361,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from batch_metrics.openapi import write_openapi
-    from batch_metrics.schema import write_schema, write_wire_schema
+    from batch_metrics.schema import write_schema
 
     if args.path:
         print(write_schema(Path(args.path)))
     else:
         print(write_schema())
         print(write_openapi())
-        print(write_wire_schema())
     return 0
 
 
@@ -481,9 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--db", help=db_help)
     mig.set_defaults(handler=cmd_migrate)
 
-    schema = commands.add_parser(
-        "schema", help="write the payload JSON Schema, the OpenAPI document and batch_metrics/wire.json"
-    )
+    schema = commands.add_parser("schema", help="write the payload JSON Schema and the OpenAPI document")
     schema.add_argument("path", nargs="?", help="write only the payload schema, to this file")
     schema.set_defaults(handler=cmd_schema)
     return parser

@@ -94,7 +94,7 @@ from pydantic_core import ValidationError
 from wcmatch import glob as wcglob
 
 from batch_metrics.jsonstream import Problem, json_values
-from batch_metrics.wire import PAYLOAD_VALIDATOR, RESULTS_VALIDATOR
+from batch_metrics.models import PAYLOAD_VALIDATOR, RESULTS_VALIDATOR
 
 if TYPE_CHECKING:
     from batch_metrics.models import BatchPayload, RecipeResult
@@ -603,23 +603,21 @@ class _Suite:
         "depth",
         "failed_before",
         "first_row",
+        "index",
         "line",
         "logs",
         "name",
-        "parent",
-        "platform",
         "timestamp",
     )  # fmt: skip
 
-    def __init__(self, attrs: dict[str, str], line: int, depth: int, parent: int, first_row: int,
+    def __init__(self, attrs: dict[str, str], line: int, depth: int, index: int, first_row: int,
                  failed_before: int) -> None:  # fmt: skip
         self.name = attrs.get("name") or "testsuite"
-        self.line, self.depth, self.parent = line, depth, parent
+        self.line, self.depth, self.index = line, depth, index
         self.first_row, self.failed_before = first_row, failed_before
         self.cases = 0
         self.declared = attrs.get("tests")
         self.timestamp = attrs.get("timestamp")
-        self.platform: str | None = None
         self.logs: list[_Text] = []
 
 
@@ -641,8 +639,9 @@ class _JunitReader:
         self.parser.CharacterDataHandler = self._characters
         self.parser.EntityDeclHandler = self._entity_declared
         self.depth = 0
-        self.suites: list[_Suite] = []
-        self.open: list[int] = []  # indexes into `suites` of the suites being read, innermost last
+        self.open: list[_Suite] = []  # the suites being read, innermost last
+        self.parents: list[int] = []  # of every suite, in order: its parent's index (-1: none)
+        self.platforms: list[str | None] = []  # of every suite, in order: its own platform property
         self.loose_cases = 0  # testcases right under <testsuites>
         self.case: dict[str, str] | None = None
         self.case_line = self.case_depth = 0
@@ -683,16 +682,16 @@ class _JunitReader:
             self.case, self.case_line, self.case_depth = attrs, self.parser.CurrentLineNumber, self.depth
             self.problem, self.skipped, self.case_platform = None, False, None
         elif tag == "testsuite":
-            self.open.append(len(self.suites))
-            parent = self.open[-2] if len(self.open) > 1 else -1
-            line = self.parser.CurrentLineNumber
-            self.suites.append(_Suite(attrs, line, self.depth, parent, len(self.rows.rows), self.failed))
+            index, line = len(self.parents), self.parser.CurrentLineNumber
+            self.parents.append(self.open[-1].index if self.open else -1)
+            self.platforms.append(None)
+            self.open.append(_Suite(attrs, line, self.depth, index, len(self.rows.rows), self.failed))
         elif self.open:
-            suite = self.suites[self.open[-1]]
+            suite = self.open[-1]
             if tag in ("system-out", "system-err") and self.depth == suite.depth + 1:
                 suite.logs.append(self._keep_text())
             elif tag == "property" and attrs.get("name") == "platform" and attrs.get("value"):
-                suite.platform = attrs["value"]
+                self.platforms[suite.index] = attrs["value"]
 
     def _case_child(self, tag: str, attrs: dict[str, str]) -> None:
         if tag in ("failure", "error"):
@@ -711,13 +710,13 @@ class _JunitReader:
                 self._end_case(self.case)
                 self.case = None
         elif tag == "testsuite":
-            self._end_suite(self.suites[self.open.pop()])
+            self._end_suite(self.open.pop())
         self.depth -= 1
 
     def _case_name(self, attrs: dict[str, str]) -> str:
         name, classname = attrs.get("name") or "", attrs.get("classname") or ""
         if self.open:
-            suite = self.suites[self.open[-1]]
+            suite = self.open[-1]
             suite.cases += 1
             where, position = suite.name, suite.cases
         else:
@@ -756,7 +755,7 @@ class _JunitReader:
         if self.case_platform:
             row["platform"] = self.case_platform
         elif self.open:
-            self.unplaced.append((row, self.open[-1]))
+            self.unplaced.append((row, self.open[-1].index))
         rows.add(self.case_line, row)
 
     def _end_suite(self, suite: _Suite) -> None:
@@ -778,9 +777,10 @@ class _JunitReader:
 
     def _place_rows(self) -> None:
         """Give each testcase without a platform of its own the one of its nearest suite that has one."""
-        platforms: list[str | None] = []
-        for suite in self.suites:  # a parent always comes before its children
-            platforms.append(suite.platform or (platforms[suite.parent] if suite.parent >= 0 else None))
+        platforms = self.platforms
+        for index, parent in enumerate(self.parents):  # a parent always comes before its children
+            if platforms[index] is None and parent >= 0:
+                platforms[index] = platforms[parent]
         for row, suite_index in self.unplaced:
             platform = platforms[suite_index]
             if platform:

@@ -8,10 +8,9 @@ and `null` in an optional number means "not given" (stored as 0).
 The request body and its rows are TypedDicts, not models: batches hold 100k+
 rows, and plain dicts validate and serialise about four times faster than a
 model per row, in a fraction of the memory. An optional key may be absent:
-read it with `.get()`. `batch-metrics schema` compiles them into wire.json,
-with which the client (wire.py) validates and serialises without importing
-pydantic at all; the one Python validator they use lives in numbers.py,
-which imports no pydantic either.
+read it with `.get()`. The client validates and serialises with the
+pydantic-core validators and serializer of their TypeAdapters (the names in
+capitals at the end), the endpoint with the adapters themselves.
 """
 
 from __future__ import annotations
@@ -19,12 +18,22 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
-
-from batch_metrics.numbers import none_to_zero
 
 # Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
 MAX_COUNT = 2**31 - 1
+
+
+def none_to_zero(value: Any) -> Any:
+    """`null` is 0 ("not given", as the Worker stores it); a boolean or numeric string is a client bug,
+    refused with a 400 naming it. Anything else goes on to the number's own validation."""
+    if value is None:
+        return 0
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return value
+
 
 _Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 _Minutes = Annotated[float, Field(ge=0)]
@@ -145,6 +154,10 @@ class ServerError(BaseModel):
 
 
 PAYLOAD_ADAPTER: TypeAdapter[BatchPayload] = TypeAdapter(BatchPayload)
+# What the client runs per file and per batch: pydantic-core's own validators and serializer.
+PAYLOAD_VALIDATOR = PAYLOAD_ADAPTER.validator
+PAYLOAD_SERIALIZER = PAYLOAD_ADAPTER.serializer
+RESULTS_VALIDATOR = TypeAdapter(list[RecipeResult]).validator
 
 
 def payload_json_schema() -> dict[str, Any]:

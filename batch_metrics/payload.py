@@ -40,7 +40,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from batch_metrics.collectors import Collection, parse_timestamp
-from batch_metrics.wire import PAYLOAD_SERIALIZER, PAYLOAD_VALIDATOR
+from batch_metrics.models import PAYLOAD_SERIALIZER, PAYLOAD_VALIDATOR
 
 if TYPE_CHECKING:
     from batch_metrics.models import BatchPayload, RecipeResult

@@ -37,7 +37,7 @@ def ensure_venv(extras: str) -> None:
         print(f"   creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     # The runtime packages at the versions the action and the image ship, so that the tests (and
-    # the generated files they check, wire.json above all) see what users run.
+    # the generated documents they check) see what users run.
     constraints = VENV / "constraints.txt"
     shipped = re.findall(r"^[A-Za-z0-9._-]+==\S+", pins.read_text(encoding="utf-8"), re.MULTILINE)
     constraints.write_text("".join(f"{pin}\n" for pin in shipped), encoding="utf-8")

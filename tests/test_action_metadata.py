@@ -234,14 +234,6 @@ def pyproject() -> dict[str, Any]:
     return project
 
 
-def test_what_ships_runs_the_compiled_wire_contract() -> None:
-    """wire.json is used only under the pydantic-core that wrote it (else the client imports pydantic)."""
-    compiled = json.loads((ROOT / "batch_metrics" / "wire.json").read_text(encoding="utf-8"))["pydantic_core"]
-    for requirements in (ACTION_REQUIREMENTS, IMAGE_REQUIREMENTS):
-        shipped = pinned(requirements)["pydantic-core"][0]
-        assert shipped == compiled, f"{requirements.name} pins {shipped}: run `batch-metrics schema` under it"
-
-
 def test_action_requirements_pin_exactly_the_runtime_dependencies() -> None:
     pins = pinned(ACTION_REQUIREMENTS)
     runtime = pyproject()["dependencies"]
