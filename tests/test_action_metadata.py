@@ -178,7 +178,7 @@ def test_composite_outputs_come_from_the_run_step() -> None:
 def test_workflows_never_interpolate_expressions_into_scripts() -> None:
     for path in WORKFLOWS:
         for job_name, job in load(path)["jobs"].items():
-            for step in job["steps"]:
+            for step in job.get("steps", []):  # a job that calls a reusable workflow has none
                 assert "${{" not in step.get("run", ""), f"{path.name}: job {job_name} step {step}"
 
 
