@@ -304,20 +304,31 @@ def _keys_of(value: Any) -> str:
 
 
 class Source:
-    """One open result file: its first bytes for sniffing and, for JSON, its values, parsed once."""
+    """One open result file: its first bytes for sniffing and, for JSON, its values, parsed once.
+
+    What comes before the first value while sniffing is kept to be read again, up to
+    `MAX_WARNINGS_PER_FILE` problems; past that the file is read again from its start
+    rather than held in memory.
+    """
 
     def __init__(self, stream: BinaryIO, head: bytes) -> None:
         self.stream = stream
         self.start = head.removeprefix(_BOM).lstrip(_BLANK)[:1]
         self._values: Iterator[tuple[int, Any]] | None = None
         self._seen: list[tuple[int, Any]] = []  # read while looking for the first value
+        self._overflowed = False
 
     def first_value(self) -> tuple[int, Any] | None:
         """The first well-formed JSON value and its line (None when there is none)."""
         if self._values is None:
             self._values = json_values(self.stream)
             for item in self._values:
-                self._seen.append(item)
+                if len(self._seen) <= MAX_WARNINGS_PER_FILE:
+                    self._seen.append(item)
+                elif not isinstance(item[1], Problem):
+                    self._seen[-1], self._overflowed = item, True
+                else:
+                    continue
                 if not isinstance(item[1], Problem):
                     break
         last = self._seen[-1] if self._seen else None
@@ -330,6 +341,10 @@ class Source:
     def values(self) -> Iterator[tuple[int, Any]]:
         """(line, value) for every value, and (line, Problem) where the text is not one."""
         self.first_value()
+        if self._overflowed:
+            self.stream.seek(0)
+            yield from json_values(self.stream)
+            return
         yield from self._seen
         if self._values is not None:
             yield from self._values

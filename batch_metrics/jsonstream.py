@@ -94,6 +94,7 @@ class _Reader:
         self.pending: deque[_Segment] = deque()
         self.decoder = json.JSONDecoder()
         self.replaced = False  # undecodable bytes already reported once
+        self.notes: list[tuple[int, Problem]] = []  # to yield before the next value
 
     def values(self) -> Iterator[tuple[int, Any]]:
         while True:
@@ -128,7 +129,7 @@ class _Reader:
             self.pending.append(_Segment(*found))
         return True
 
-    def _text(self, segment: _Segment) -> Iterator[tuple[int, Any]]:
+    def _decoded(self, segment: _Segment) -> str:
         if segment.text is None:
             try:
                 segment.text = segment.data.decode()
@@ -137,19 +138,31 @@ class _Reader:
                 if not self.replaced:
                     self.replaced = True
                     line = segment.line + segment.data.count(b"\n", 0, error.start)
-                    yield line, Problem("not UTF-8 text; undecodable bytes replaced", skipped=False)
+                    self.notes.append(
+                        (line, Problem("not UTF-8 text; undecodable bytes replaced", skipped=False))
+                    )
+        return segment.text
 
-    def _window(self, count: int) -> Iterator[tuple[int, Any]]:
-        for segment in islice(self.pending, count):
-            yield from self._text(segment)
+    def _join(self, count: int) -> tuple[str, list[int]]:
+        """The text of the first `count` segments and where each begins in it."""
+        texts = [self._decoded(segment) for segment in islice(self.pending, count)]
+        if len(texts) == 1:
+            return texts[0], [0]
+        starts, offset = [], 0
+        for piece in texts:
+            starts.append(offset)
+            offset += len(piece)
+        return "".join(texts), starts
 
     def _decode_one_by_one(self) -> Iterator[tuple[int, Any]]:
         """Values from the first pending segment on, one by one; drops the segments it has read."""
         count = 1
-        yield from self._window(count)
         text, starts = self._join(count)
         line, counted, index = self.pending[0].line, 0, 0
         while True:
+            if self.notes:
+                yield from self.notes
+                self.notes.clear()
             index = _skip_blank(text, index)
             line += text.count("\n", counted, index)
             counted = index
@@ -160,10 +173,11 @@ class _Reader:
             try:
                 value, stop = self.decoder.raw_decode(text, index)
             except json.JSONDecodeError as error:
-                if error.pos >= len(text.rstrip()) and self._fill(count + 1):
-                    self._fill(count * 2)  # the value may run on: read twice as far
+                # Only running out of text fails at its very end (a string never spans lines):
+                # then the value may go on in the next segments, so read twice as far.
+                if error.pos >= len(text) and self._fill(count + 1):
+                    self._fill(count * 2)
                     count = min(count * 2, len(self.pending))
-                    yield from self._window(count)
                     text, starts = self._join(count)
                     continue
                 broken_at = self.pending[0].line + error.lineno - 1
@@ -177,15 +191,6 @@ class _Reader:
                 return
             yield line, value
             index = stop
-
-    def _join(self, count: int) -> tuple[str, list[int]]:
-        """The text of the first `count` segments and where each begins in it."""
-        texts = [segment.text or "" for segment in islice(self.pending, count)]
-        starts, offset = [], 0
-        for piece in texts:
-            starts.append(offset)
-            offset += len(piece)
-        return "".join(texts), starts
 
     def _drop(self, count: int) -> None:
         for _ in range(min(count, len(self.pending))):

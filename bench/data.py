@@ -196,3 +196,48 @@ def result_rows(results: int, seed: int = SEED) -> list[dict[str, Any]]:
 def payload_body(rows: list[dict[str, Any]], batch_id: str) -> bytes:
     """A compact request body for `POST /batch-metrics`."""
     return json.dumps(floor.payload(rows, batch_id), separators=(",", ":")).encode()
+
+
+# --- hostile inputs (issue 8): the same bytes for the same size -----------------------------------------
+
+HOSTILE = ("malformed-ndjson", "nested-suites", "entity-xml")
+# The issue's sizes: 80k malformed lines (3.3 MB), 100k nested suites (6.5 MB), a 6 MB entity file.
+HOSTILE_SIZES = {"malformed-ndjson": 80_000, "nested-suites": 100_000, "entity-xml": 2_000_000}
+
+
+def malformed_ndjson(path: Path, lines: int) -> int:
+    """One good per-record line, then `lines` lines cut off mid-object (each a malformed line)."""
+    good = {"recipe": "tool-good", "platform": "linux-x86_64", "exit_code": 0, "timestamp": floor.STARTED_AT}
+    with path.open("wb") as out:
+        out.write(json.dumps(good).encode() + b"\n")
+        for index in range(lines):
+            out.write(f'{{"recipe": "t{index}", "platform": "linux", "exit_c\n'.encode())
+    return path.stat().st_size
+
+
+def nested_suites(path: Path, depth: int) -> int:
+    """`depth` testsuites each inside the one before, each holding one passing testcase."""
+    with path.open("wb") as out:
+        out.write(b"<testsuites>\n")
+        for index in range(depth):
+            out.write(f'<testsuite name="s{index}"><testcase classname="c" name="t{index}"/>\n'.encode())
+        out.write(b"</testsuite>" * depth + b"\n</testsuites>\n")
+    return path.stat().st_size
+
+
+def entity_xml(path: Path, references: int) -> int:
+    """A testcase whose <failure> references a 240-character entity `references` times."""
+    with path.open("wb") as out:
+        out.write(f'<!DOCTYPE testsuite [<!ENTITY e "{"x" * 240}">]>\n'.encode())
+        out.write(b'<testsuite name="s"><testcase classname="c" name="t"><failure>')
+        for _ in range(references // 100_000):
+            out.write(b"&e;" * 100_000)
+        out.write(b"&e;" * (references % 100_000) + b"</failure></testcase></testsuite>\n")
+    return path.stat().st_size
+
+
+HOSTILE_WRITERS = {
+    "malformed-ndjson": malformed_ndjson,
+    "nested-suites": nested_suites,
+    "entity-xml": entity_xml,
+}

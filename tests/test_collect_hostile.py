@@ -167,6 +167,16 @@ def test_many_malformed_lines_each_cost_their_line(tmp_path: Path) -> None:
     assert [w.line for w in got.warnings[:4]] == [2, 4, 6, 8]
 
 
+def test_bad_lines_before_the_first_good_one_are_all_counted(tmp_path: Path) -> None:
+    # Telling the format apart reads up to the first good value; the lines before it still count.
+    bad = 3 * MAX_WARNINGS_PER_FILE
+    (tmp_path / "r.jsonl").write_text('{"recipe": "cut\n' * bad + record("first") + "\n" + record("second"))
+    got = collect("r.jsonl", tmp_path)
+    assert [row["recipe_name"] for row in got.results] == ["first", "second"]
+    assert [w.line for w in got.warnings[:-1]] == list(range(1, MAX_WARNINGS_PER_FILE + 1))
+    assert got.warnings[-1].message == f"{bad - MAX_WARNINGS_PER_FILE} more warnings in this file not shown"
+
+
 def test_nested_suites_give_platforms_and_logs_as_flat_ones_do(tmp_path: Path) -> None:
     depth = 300
     opening = "".join(
