@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench import collect, concurrency, ingest, install, startup
+from bench import collect, concurrency, hostile, ingest, install, startup
 from bench.measure import FULL, QUICK, BenchError, Row, Scale, machine, table
 
 WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
     "collect": collect.run,
+    "hostile": hostile.run,
     "ingest": ingest.run,
     "startup": startup.run,
     "concurrency": concurrency.run,

@@ -5,6 +5,11 @@ process, like the CLI. It maps rows the way the collectors do, minimally, and wr
 with the same rows. `json.dumps` + one write stands in for `json.dump`: `json.dump` streams
 through the pure-Python encoder, `json.dumps` uses the C one, so this floor is the faster of
 the two. Standard library only: `bench.data` imports it to build request bodies.
+
+The hostile inputs of bench/hostile.py have floors of their own (`python bench/floor.py
+WORKLOAD FILE OUT`): `json.loads` per line, skipping what does not parse (malformed NDJSON);
+a bare `iterparse` (nested suites); an expat parse that stops at the first entity
+declaration, as the collector does (entity-heavy XML).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 ECOSYSTEM = "bench"
 STARTED_AT = "2026-02-19T14:31:25Z"
@@ -95,9 +101,55 @@ def read_rows(fmt: str, directory: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def malformed_ndjson_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open("rb") as stream:
+        for line in stream:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            rows.append(record_row(record))
+    return rows
+
+
+def nested_suites_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    # The benchmark's own generated files: nothing untrusted is parsed here.
+    for _, element in ET.iterparse(path):  # noqa: S314
+        if element.tag == "testcase":
+            rows.append(junit_row(element))
+            element.clear()
+    return rows
+
+
+class _Refused(Exception):
+    pass
+
+
+def entity_xml_rows(path: Path) -> list[dict[str, Any]]:
+    def refuse(*_: object) -> None:
+        raise _Refused
+
+    parser = expat.ParserCreate()
+    parser.EntityDeclHandler = refuse
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 16):
+                parser.Parse(chunk, False)
+    except _Refused:
+        return []
+    raise ValueError(f"{path} declares no entity")
+
+
+HOSTILE = {"malformed-ndjson": malformed_ndjson_rows, "nested-suites": nested_suites_rows,
+           "entity-xml": entity_xml_rows}  # fmt: skip
+
+
 def main(argv: list[str]) -> int:
-    fmt, directory, out = argv
-    body = json.dumps(payload(read_rows(fmt, Path(directory)), "bench-floor"), separators=(",", ":"))
+    fmt, where, out = argv
+    rows = HOSTILE[fmt](Path(where)) if fmt in HOSTILE else read_rows(fmt, Path(where))
+    body = json.dumps(payload(rows, "bench-floor"), separators=(",", ":"))
     Path(out).write_bytes(body.encode())
     return 0
 
