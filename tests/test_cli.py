@@ -78,7 +78,9 @@ def github_layout(tmp_path: Path) -> Path:
     return tmp_path / "github"
 
 
-def run_entrypoint(github: Path, inputs: dict[str, str], *, args: tuple[str, ...] = (), **extra: str) -> Run:
+def run_entrypoint(
+    github: Path, inputs: dict[str, str], *, args: tuple[str, ...] = (), seconds: float = 60, **extra: str
+) -> Run:
     """Only what the runner hands a Docker action: INPUT_*, GITHUB_* and HOME; no PATH, no TTY."""
     output, summary = github / "file_commands/set_output", github / "file_commands/step_summary"
     output.write_text("")
@@ -102,7 +104,7 @@ def run_entrypoint(github: Path, inputs: dict[str, str], *, args: tuple[str, ...
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=seconds,
         check=False,
     )
     return Run(
@@ -110,7 +112,7 @@ def run_entrypoint(github: Path, inputs: dict[str, str], *, args: tuple[str, ...
     )
 
 
-def cli(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path = ROOT, seconds: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m batch_metrics.cli ...` outside Actions: a clean environment plus `env`."""
     return subprocess.run(
         [sys.executable, "-m", "batch_metrics.cli", *args],
@@ -119,7 +121,7 @@ def cli(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=seconds,
         check=False,
     )
 
