@@ -33,6 +33,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
+# An early answer waits for at most this much of the unread body (discarded as it comes) before the
+# connection closes: a refused client still reads its answer, and costs bandwidth, not memory.
+DRAIN_BYTES = 256 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the escape character itself.
 _UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -67,7 +71,9 @@ class _Exchange:
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, *, drain_bytes: int, drain_seconds: float = 10.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, drain_bytes: int = DRAIN_BYTES, drain_seconds: float = DRAIN_SECONDS
+    ) -> None:
         self.app = app
         self.drain_bytes = drain_bytes
         self.drain_seconds = drain_seconds

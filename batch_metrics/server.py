@@ -274,14 +274,12 @@ def create_app(
     storage: Storage,
     tokens: Iterable[str],
     *,
-    max_body_bytes: int = Limits.max_body_bytes,
-    max_inflated_bytes: int = Limits.max_inflated_bytes,
-    max_in_flight_bytes: int = Limits.max_in_flight_bytes,
+    limits: Limits | None = None,
     public_read: bool = False,
     lifespan: Lifespan[Starlette] | None = None,
 ) -> Edge:
     """The whole endpoint as one ASGI app. The caller owns `storage` (or closes it in `lifespan`)."""
-    limits = Limits(max_body_bytes, max_inflated_bytes, max_in_flight_bytes)
+    limits = limits or Limits()
     guard = Guard(tokens, public_read=public_read)
     endpoint = Endpoint(storage, guard, limits)
     # The endpoint's routes, then the dashboard's: `+ dashboard_http.routes(storage, guard.check_read)`.
@@ -293,7 +291,7 @@ def create_app(
     )
     app.state.storage = storage
     app.state.guard = guard
-    return Edge(app, drain_bytes=max_body_bytes)
+    return Edge(app)
 
 
 def database_target(db: str | None) -> str:

@@ -170,13 +170,7 @@ def serve(
         raise StartError(f"cannot read the token file: {error.strerror or error}") from None
     if not tokens:
         log.warning("no token configured (set %s or a token file): every upload will get 401", TOKEN_ENV)
-    app = create_app(
-        storage,
-        tokens,
-        max_body_bytes=limits.max_body_bytes,
-        max_inflated_bytes=limits.max_inflated_bytes,
-        max_in_flight_bytes=limits.max_in_flight_bytes,
-    )
+    app = create_app(storage, tokens, limits=limits)
     host_server = Host(app, sock, idle_seconds=idle_seconds, drain_seconds=drain_seconds)
 
     def stop(signum: int, _frame: object) -> None:

@@ -351,8 +351,11 @@ class PostgresStorage(SQLStorage):
 
         self.errors = (psycopg.Error,)  # the pool's timeout is a psycopg.OperationalError too
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=True, timeout=wait_seconds, name="batch-metrics"
-        )
+            url, min_size=1, max_size=pool_size, open=True, timeout=wait_seconds, name="batch-metrics",
+            # A connection the database dropped (a restart) is found and replaced at checkout, not
+            # handed to a request that would fail with it.
+            check=ConnectionPool.check_connection,
+        )  # fmt: skip
         self.read_wait_seconds = min(wait_seconds, 10.0)
 
     @contextmanager

@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.body import DEFAULT_MAX_BODY
+from batch_metrics.body import Limits
 from batch_metrics.server import create_app
 from batch_metrics.serving import Host, bind
 from batch_metrics.storage import PostgresStorage, SQLiteStorage, is_postgres_url, open_storage
@@ -137,15 +137,19 @@ class Live:
 
 @contextmanager
 def running(
-    storage: Storage, tokens: Iterable[str], *, max_body_bytes: int = DEFAULT_MAX_BODY, **options: Any
+    storage: Storage,
+    tokens: Iterable[str],
+    *,
+    idle_seconds: float = 15.0,
+    drain_seconds: float = 30.0,
+    **limits: Any,
 ) -> Iterator[str]:
     """The endpoint served on a free loopback port in a thread; its base URL. Stopped (drained) after.
 
-    `options` go to `create_app` (limits) or `Host` (`idle_seconds`, `drain_seconds`).
+    `limits` are `Limits` fields (`max_body_bytes=4096`, ...); the rest are `Host`'s.
     """
-    host_options = {name: options.pop(name) for name in ("idle_seconds", "drain_seconds") if name in options}
-    app = create_app(storage, tokens, max_body_bytes=max_body_bytes, **options)
-    server = Host(app, bind("127.0.0.1", 0), **host_options)
+    app = create_app(storage, tokens, limits=Limits(**limits))
+    server = Host(app, bind("127.0.0.1", 0), idle_seconds=idle_seconds, drain_seconds=drain_seconds)
     thread = threading.Thread(target=server.run, name="endpoint", daemon=True)
     thread.start()
     try:
@@ -174,12 +178,24 @@ class ServeProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def memory(self, field: str = "VmHWM") -> int:
+        """Bytes of the server's resident memory from /proc: its peak (VmHWM) or now (VmRSS)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {field} in /proc/{self.process.pid}/status")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
 
 @contextmanager
-def serve_process(database: str, token: str, log: Path) -> Iterator[ServeProcess]:
+def serve_process(database: str, token: str, log: Path, *options: str) -> Iterator[ServeProcess]:
+    """`serve` on a free port with `options` (`--max-inflated-mb`, ...) added to its command line."""
     env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)
-    argv = [sys.executable, "-m", "batch_metrics.cli", "serve", "--port", "0", "--db", database]
+    argv = [sys.executable, "-m", "batch_metrics.cli", "serve", "--port", "0", "--db", database, *options]
     with log.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
