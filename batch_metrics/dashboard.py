@@ -2,7 +2,7 @@
 
 A year of nightly batches for 10 ecosystems is ~6M `recipe_results` rows, so no query
 here scans that table in full. Migration 4 (`ROLLUP_MIGRATION`) adds what they read instead,
-kept current by `ROLLUP_STATEMENTS` inside each batch's insert transaction:
+kept current by `update_rollups` inside each batch's insert transaction:
 
 - `run_platforms`: per run and platform, the passed/failed/skipped counts and seconds;
 - `recipe_latest`: per ecosystem, recipe and platform, its last passed/failed result;
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,10 +39,6 @@ _LATEST_COLUMNS = ("id", "started_at", "success_rate", "passed", "failed", "skip
 # One platform name for rows that give none, so the keys of the roll-ups are never NULL.
 _PLATFORM = "coalesce(platform, '')"
 _F_PLATFORM = "coalesce(f.platform, '')"
-_BATCH_RESULTS = (
-    "SELECT recipe_name, " + _PLATFORM + " AS platform, min(result) AS result FROM recipe_results "
-    "WHERE batch_run_id = {mark} AND result IN ('passed', 'failed') GROUP BY recipe_name, " + _PLATFORM
-)  # a recipe listed twice on one platform in one batch counts as failed if either row failed
 _ROLLUP_TABLES = """
 CREATE TABLE run_platforms (
     batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
@@ -113,19 +110,61 @@ _BACKFILL = "".join(
     ") latest WHERE n = 1"
 )
 ROLLUP_MIGRATION = _ROLLUP_TABLES + _BACKFILL
-# Run inside the insert transaction; each `{mark}` takes the value named beside the statement, in order.
-ROLLUP_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    *((f"INSERT INTO {table} {select.format(run='batch_run_id = {mark}')}", ("run",))
-      for table, select in _RUN_COUNTS.items()),
-    ("INSERT INTO recipe_flips SELECT {mark}, b.recipe_name, b.platform, b.result FROM (" + _BATCH_RESULTS
-     + ") b JOIN recipe_latest l ON l.ecosystem = {mark} AND l.recipe_name = b.recipe_name "
-     "AND l.platform = b.platform WHERE l.result <> b.result", ("run", "run", "ecosystem")),
-    ("INSERT INTO recipe_latest SELECT {mark}, b.recipe_name, b.platform, b.result FROM (" + _BATCH_RESULTS
-     + ") b LEFT JOIN recipe_latest l ON l.ecosystem = {mark} AND l.recipe_name = b.recipe_name "
-     "AND l.platform = b.platform WHERE l.result IS NULL OR l.result <> b.result "
-     "ON CONFLICT (ecosystem, recipe_name, platform) DO UPDATE SET result = excluded.result",
-     ("ecosystem", "run", "ecosystem")),
-)  # fmt: skip
+# Failures are counted in SQL through the partial index, which reads only the batch's failed rows.
+_FAILURE_ROLLUPS = tuple(
+    f"INSERT INTO {table} {_RUN_COUNTS[table].format(run='batch_run_id = {mark}')}"
+    for table in ("run_recipe_failures", "run_category_failures")
+)
+_COUNTED = {"passed": 0, "failed": 1, "skipped": 2}  # other result strings are stored, and counted nowhere
+
+
+def update_rollups(db: Any, mark: str, run_id: int, payload: Mapping[str, Any]) -> None:
+    """Bring the roll-ups up to date with one stored batch, inside the transaction that stores it.
+
+    Platform counts and result changes are worked out from the rows in memory: reading a
+    100k-row batch back with GROUP BY took longer than storing it. Only changed results are
+    written to `recipe_latest`, so a batch like the last one writes almost nothing there.
+    """
+    ecosystem = payload["ecosystem"]
+    platforms: dict[str, list[float]] = {}
+    results: dict[tuple[str, str], str] = {}
+    for row in payload["results"]:
+        platform, result = row.get("platform") or "", row["result"]
+        counts = platforms.setdefault(platform, [0, 0, 0, 0.0])
+        if result in _COUNTED:
+            counts[_COUNTED[result]] += 1
+        counts[3] += row.get("duration_seconds") or 0.0
+        key = (row["recipe_name"], platform)
+        if result in ("passed", "failed") and results.get(key) != "failed":  # listed twice: failed wins
+            results[key] = result
+    cursor = db.cursor()
+    cursor.executemany(
+        f"INSERT INTO run_platforms (batch_run_id, platform, passed, failed, skipped, seconds) "
+        f"VALUES ({', '.join([mark] * 6)})",
+        [(run_id, platform, int(c[0]), int(c[1]), int(c[2]), c[3]) for platform, c in platforms.items()],
+    )
+    for statement in _FAILURE_ROLLUPS:
+        cursor.execute(statement.format(mark=mark), (run_id,))
+    latest = cursor.execute(
+        f"SELECT recipe_name, platform, result FROM recipe_latest WHERE ecosystem = {mark}", (ecosystem,)
+    ).fetchall()
+    previous = {(name, platform): result for name, platform, result in latest}
+    changed = [(key, result) for key, result in results.items() if previous.get(key) != result]
+    cursor.executemany(
+        "INSERT INTO recipe_flips (batch_run_id, recipe_name, platform, result) "
+        f"VALUES ({mark}, {mark}, {mark}, {mark})",
+        [
+            (run_id, name, platform, result)
+            for (name, platform), result in changed
+            if (name, platform) in previous
+        ],
+    )
+    cursor.executemany(
+        "INSERT INTO recipe_latest (ecosystem, recipe_name, platform, result) "
+        f"VALUES ({mark}, {mark}, {mark}, {mark}) "
+        "ON CONFLICT (ecosystem, recipe_name, platform) DO UPDATE SET result = excluded.result",
+        [(ecosystem, name, platform, result) for (name, platform), result in changed],
+    )
 
 
 def _stamp(moment: datetime) -> str:

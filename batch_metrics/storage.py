@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from batch_metrics.dashboard import ROLLUP_MIGRATION, ROLLUP_STATEMENTS
+from batch_metrics.dashboard import ROLLUP_MIGRATION, update_rollups
 from batch_metrics.models import BatchPayload
 
 if TYPE_CHECKING:
@@ -225,9 +225,7 @@ class SQLStorage(ABC):
             run_id = int(row[0])
             if payload["results"]:
                 self._insert_results(db, result_rows(run_id, payload))
-                values = {"run": run_id, "ecosystem": payload["ecosystem"]}
-                for statement, names in ROLLUP_STATEMENTS:  # the dashboard's roll-ups, in this transaction
-                    db.execute(self._sql(statement), [values[name] for name in names])
+                update_rollups(db, self.mark, run_id, payload)  # the dashboard's, in this transaction
         return run_id, False
 
     def list_runs(self, query: RunFilter) -> tuple[list[dict[str, Any]], int | None]:
