@@ -65,7 +65,8 @@ def test_the_demo_walks_through_and_ends_with_what_was_stored() -> None:
         assert abs(datetime.now(UTC) - started) < timedelta(minutes=5)  # not a stale date from the samples
 
         # Each stream labelled: the job's lines prefixed, the endpoint's log in its file, not here.
-        assert "   job | uploaded: stored as batch run 1" in demo.stdout
+        assert re.search(r"^   job \| batch local-\S+: 50 results", demo.stdout, re.MULTILINE), demo.stdout
+        assert re.search(r"^     status +uploaded$", demo.stdout, re.MULTILINE), demo.stdout
         assert "batch_metrics.access" not in demo.stdout + demo.stderr
         assert '"POST /batch-metrics" 201' in (workdir / "server.log").read_text(encoding="utf-8")
         token = (workdir / "token").read_text(encoding="utf-8").strip()
