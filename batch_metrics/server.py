@@ -37,6 +37,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -49,7 +50,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
-from batch_metrics import TOKEN_ENV
+from batch_metrics import TOKEN_ENV, dashboard_http
 from batch_metrics.body import (
     BodyBuffer,
     BodyError,
@@ -276,14 +277,15 @@ def create_app(
     *,
     limits: Limits | None = None,
     public_read: bool = False,
+    stale_after: timedelta | None = None,
     lifespan: Lifespan[Starlette] | None = None,
 ) -> Edge:
     """The whole endpoint as one ASGI app. The caller owns `storage` (or closes it in `lifespan`)."""
     limits = limits or Limits()
     guard = Guard(tokens, public_read=public_read)
     endpoint = Endpoint(storage, guard, limits)
-    # The endpoint's routes, then the dashboard's: `+ dashboard_http.routes(storage, guard.check_read)`.
-    routes = endpoint.routes()
+    # The endpoint's routes, then the dashboard's (the page at `/`, its JSON, `/metrics`).
+    routes = endpoint.routes() + dashboard_http.routes(storage, guard.check_read, stale_after=stale_after)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

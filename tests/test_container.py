@@ -129,6 +129,32 @@ def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, fixtures: Path
     assert payload_path.stat().st_mode & 0o044 == 0o044, oct(payload_path.stat().st_mode)
 
 
+# --- finding an engine ---------------------------------------------------------------------------
+
+
+def test_where_there_is_no_engine_the_discovery_says_so(tmp_path: Path) -> None:
+    # What `scripts/dev.py test` runs to decide whether to leave the container tests out. On a
+    # PATH holding only Python there is neither docker nor podman; a docker client without its
+    # daemon (as on this project's CI machine) is refused the same way, by `docker info`.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30, check=False).returncode:
+        (bin_dir / "docker").symlink_to(docker)
+    probe = subprocess.run(
+        [sys.executable, "-m", "tests.containers"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 1, probe.stdout + probe.stderr
+    assert probe.stdout == "neither docker (with a running daemon) nor podman answers here\n"
+
+
 # --- the real image, built and run with docker or podman ---------------------------------------
 
 
