@@ -9,9 +9,12 @@ import gzip
 import hashlib
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -231,3 +234,51 @@ def test_https_to_a_plain_http_server_says_it_does_not_speak_tls(httpserver_ipv4
         f"SSLError: 127.0.0.1:{httpserver_ipv4.port} does not speak TLS: it answered the https:// "
         "handshake in plain text"
     ), result.message
+
+
+# --- https to loopback: the CA bundle from the environment, still no proxy --------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HTTPServer, Path]]:
+    """pytest-httpserver over TLS with a self-signed certificate for localhost; and that certificate."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = HTTPServer(host="127.0.0.1", port=unused_port(), ssl_context=context)
+    server.start()
+    yield server, cert
+    server.stop()
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_https_to_loopback_takes_the_ca_bundle_from_the_environment_and_no_proxy(
+    tls_server: tuple[HTTPServer, Path], proxy: Listener, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    server, cert = tls_server
+    server.clear()
+    for name in (
+        *PROXY_VARIABLES,
+        "NO_PROXY",
+        "no_proxy",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "SSL_CERT_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    server.expect_request("/batch-metrics").respond_with_json({"batch_run_id": 4}, status=201)
+    endpoint = f"https://localhost:{server.port}"
+
+    untrusted = upload(b"{}", endpoint=endpoint, token=TOKEN, retries=0)
+    assert untrusted.status == "failed" and "SSLError" in untrusted.message  # the control: no CA, no trust
+    monkeypatch.setenv(variable, str(cert))
+    trusted = upload(b"{}", endpoint=endpoint, token=TOKEN, retries=0)
+    assert (trusted.status, trusted.batch_run_id) == ("uploaded", 4)
+    assert proxy.received == []
