@@ -335,6 +335,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from batch_metrics.body import MIB, Limits
     from batch_metrics.serving import StartError, serve
 
@@ -344,7 +346,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_in_flight_bytes=int(args.max_in_flight_mb * MIB),
     )
     try:
-        serve(host=args.host, port=args.port, db=args.db, token_file=args.token_file, limits=limits)
+        serve(
+            host=args.host, port=args.port, db=args.db, token_file=args.token_file, limits=limits,
+            public_read=args.public_read,
+            stale_after=None if args.stale_after is None else timedelta(hours=args.stale_after),
+        )  # fmt: skip
     except StartError as error:  # one line saying what to do, not a traceback
         print(f"batch-metrics serve: {error}", file=sys.stderr)
         return 2
@@ -469,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8787)
     serve.add_argument("--db", help=db_help)
     serve.add_argument("--token-file", help=f"file of accepted tokens, one per line (and/or ${TOKEN_ENV})")
+    serve.add_argument("--public-read", action="store_true",
+                       help="let anyone read (the dashboard, its JSON, /metrics, /batch-runs); uploads still "
+                       "need the token")  # fmt: skip
+    serve.add_argument("--stale-after", type=_positive, metavar="HOURS",
+                       help="flag an ecosystem stale after this long without a batch (default: twice the "
+                       "median gap between its latest batches)")  # fmt: skip
     serve.add_argument("--max-body-mb", type=_positive, default=64.0, help="largest body on the wire, in MiB")
     serve.add_argument("--max-inflated-mb", type=_positive, default=256.0,
                        help="largest gzip body once inflated, in MiB (1M results are ~131 MiB)")  # fmt: skip

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -149,6 +150,8 @@ def serve(
     *,
     token_file: str | None = None,
     limits: Limits | None = None,
+    public_read: bool = False,
+    stale_after: timedelta | None = None,
     pool_size: int = 8,
     idle_seconds: float = IDLE_SECONDS,
     drain_seconds: float = DRAIN_SECONDS,
@@ -170,7 +173,7 @@ def serve(
         raise StartError(f"cannot read the token file: {error.strerror or error}") from None
     if not tokens:
         log.warning("no token configured (set %s or a token file): every upload will get 401", TOKEN_ENV)
-    app = create_app(storage, tokens, limits=limits)
+    app = create_app(storage, tokens, limits=limits, public_read=public_read, stale_after=stale_after)
     host_server = Host(app, sock, idle_seconds=idle_seconds, drain_seconds=drain_seconds)
 
     def stop(signum: int, _frame: object) -> None:

@@ -1,0 +1,317 @@
+"""The dashboard's queries on real SQLite and PostgreSQL, and its routes over real HTTP on loopback.
+
+The stored history (tests/history.py) is small enough that every expected figure below is
+counted by hand from its description.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from batch_metrics import dashboard
+from batch_metrics import storage as storage_module
+from batch_metrics.dashboard import Window, update_rollups
+from batch_metrics.dashboard_schema import DashboardSummary, RecipeHistory, RunFailures
+from batch_metrics.storage import MIGRATIONS, open_storage
+from tests.history import HOSTILE, HOSTILE_CATEGORY, HOSTILE_MESSAGE, batches
+from tests.live import Storage, running
+
+pytest_plugins = ["tests.live"]
+
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+ROLLUPS = {
+    "run_platforms": "SELECT * FROM run_platforms ORDER BY batch_run_id, platform",
+    "run_recipe_failures": "SELECT * FROM run_recipe_failures ORDER BY batch_run_id, recipe_name",
+    "run_category_failures": "SELECT * FROM run_category_failures ORDER BY batch_run_id, error_category",
+    "recipe_latest": "SELECT * FROM recipe_latest ORDER BY ecosystem, recipe_name, platform",
+    "recipe_flips": "SELECT * FROM recipe_flips ORDER BY batch_run_id, recipe_name, platform",
+}
+
+
+def seed(storage: Storage, now: datetime = NOW) -> None:
+    for payload in batches(now):
+        storage.insert_batch(payload, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def seeded(storage: Storage) -> Storage:
+    seed(storage)
+    return storage
+
+
+def by_name(rows: list[dict[str, Any]], key: str = "ecosystem") -> dict[str, dict[str, Any]]:
+    return {row[key]: row for row in rows}
+
+
+def test_ecosystems_show_the_latest_run_runs_since_green_and_a_stale_one(seeded: Storage) -> None:
+    status = by_name(dashboard.ecosystems(seeded, Window(days=7, now=NOW)))
+    assert set(status) == {"homebrew", "npm", "cargo"}  # npm's last batch is outside the window: still listed
+    homebrew = status["homebrew"]
+    assert homebrew["latest_run"]["started_at"] == "2026-11-29T01:00:00Z"
+    assert (homebrew["latest_run"]["passed"], homebrew["latest_run"]["failed"]) == (4, 3)
+    assert homebrew["latest_run"]["success_rate"] == round(4 / 7, 4)
+    assert (homebrew["runs_since_green"], homebrew["last_green_at"]) == (20, None)  # `broken` never passes
+    assert (homebrew["stale"], homebrew["stale_after_seconds"]) == (False, 2 * 86400)
+    npm = status["npm"]
+    assert npm["latest_run"]["started_at"] == "2026-11-18T01:00:00Z"
+    assert (npm["runs_since_green"], npm["last_green_at"]) == (1, "2026-11-17T01:00:00Z")
+    assert npm["stale"] is True
+    cargo = status["cargo"]
+    assert (cargo["runs_since_green"], cargo["last_green_at"]) == (0, "2026-11-29T01:00:00Z")
+    assert cargo["stale"] is False
+
+
+def test_a_configured_threshold_replaces_the_usual_interval(seeded: Storage) -> None:
+    window = Window(days=30, now=NOW)
+    strict = by_name(dashboard.ecosystems(seeded, window, stale_after=timedelta(hours=6)))
+    assert [name for name, row in strict.items() if row["stale"]] == sorted(strict)  # all > 6 h ago
+    lenient = by_name(dashboard.ecosystems(seeded, window, stale_after=timedelta(days=13)))
+    assert not any(row["stale"] for row in lenient.values())
+    assert lenient["npm"]["stale_after_seconds"] == 13 * 86400
+
+
+def test_the_ecosystem_filter_narrows_every_panel(seeded: Storage) -> None:
+    window = Window(days=30, ecosystem="cargo", now=NOW)
+    assert [row["ecosystem"] for row in dashboard.ecosystems(seeded, window)] == ["cargo"]
+    assert {row["ecosystem"] for row in dashboard.daily(seeded, window)} == {"cargo"}
+    assert [(row["ecosystem"], row["name"]) for row in dashboard.failing_recipes(seeded, window)] == [
+        ("cargo", "ripgrep")
+    ]
+    assert dashboard.flaky_recipes(seeded, window) == []
+
+
+def test_daily_success_rate_and_runner_minutes(seeded: Storage) -> None:
+    days = dashboard.daily(seeded, Window(days=7, now=NOW))
+    homebrew = [row for row in days if row["ecosystem"] == "homebrew"]
+    # The window starts 2026-11-23T12:00Z, so that night's 01:00 run is out: 6 nights, 11-24 to 11-29.
+    assert [row["day"] for row in homebrew] == [f"2026-11-{day}" for day in range(24, 30)]
+    last = homebrew[-1]
+    assert (last["runs"], last["passed"], last["failed"], last["success_rate"]) == (1, 4, 3, round(4 / 7, 4))
+    assert (last["macos_minutes"], last["linux_minutes"]) == (5.0, 10.0)
+    assert not [row for row in days if row["ecosystem"] == "npm"]  # nothing from npm in the last 7 days
+
+
+def test_per_platform_breakdown(seeded: Storage) -> None:
+    rows = {
+        (row["ecosystem"], row["platform"]): row for row in dashboard.platforms(seeded, Window(30, now=NOW))
+    }
+    assert set(rows) == {("homebrew", "darwin"), ("homebrew", "linux"), ("npm", "linux"), ("cargo", "linux")}
+    darwin = rows["homebrew", "darwin"]
+    assert (darwin["runs"], darwin["passed"], darwin["failed"], darwin["success_rate"]) == (20, 40, 5, 0.8889)
+    linux = rows["homebrew", "linux"]
+    assert (linux["passed"], linux["failed"], linux["success_rate"]) == (40, 40, 0.5)
+    assert linux["minutes"] == 80 * 30 / 60  # 80 rows of 30 seconds
+    assert (rows["cargo", "linux"]["passed"], rows["cargo", "linux"]["failed"]) == (8, 4)
+
+
+def test_top_failing_recipes_with_counts_and_trend(seeded: Storage) -> None:
+    top = dashboard.failing_recipes(seeded, Window(days=30, now=NOW))
+    # The window's second half starts 2026-11-15T12:00Z: homebrew nights 6-19 (of 0-19) are "recent".
+    assert [
+        (row["ecosystem"], row["name"], row["failures"], row["earlier"], row["recent"]) for row in top
+    ] == [
+        ("homebrew", "broken", 20, 6, 14),
+        ("homebrew", "fixed", 10, 6, 4),
+        ("homebrew", "flaky", 10, 3, 7),
+        ("homebrew", HOSTILE, 5, 0, 5),
+        ("cargo", "ripgrep", 4, 0, 4),  # 3 to 6 days ago
+        ("npm", "react", 1, 0, 1),  # 12 days ago
+    ]
+    assert len(dashboard.failing_recipes(seeded, Window(days=30, now=NOW), limit=2)) == 2
+
+
+def test_top_error_categories(seeded: Storage) -> None:
+    top = dashboard.error_categories(seeded, Window(days=30, now=NOW))
+    assert [(row["ecosystem"], row["name"], row["failures"]) for row in top] == [
+        ("homebrew", "checksum", 20),
+        ("homebrew", "network", 20),
+        ("homebrew", HOSTILE_CATEGORY, 5),
+        ("cargo", "", 4),
+        ("npm", "", 1),
+    ]
+
+
+def test_flaky_recipes_are_ranked_by_flips_and_one_change_is_not_flaky(seeded: Storage) -> None:
+    flaky = dashboard.flaky_recipes(seeded, Window(days=30, now=NOW))
+    # `fixed`, `ripgrep` and `react` changed once each; only `flaky` went back and forth (19 times, linux).
+    assert [(row["ecosystem"], row["recipe_name"], row["flips"], row["platforms"]) for row in flaky] == [
+        ("homebrew", "flaky", 19, 1)
+    ]
+    assert flaky[0]["last_flip_at"] == "2026-11-29T01:00:00Z"
+    assert dashboard.flaky_recipes(seeded, Window(days=7, now=NOW))[0]["flips"] == 6
+
+
+def test_a_recipes_history_and_a_runs_failures(seeded: Storage) -> None:
+    history = dashboard.recipe_history(seeded, Window(days=30, now=NOW), "flaky")
+    linux = [row["result"] for row in history if row["platform"] == "linux"]
+    assert linux == ["passed", "failed"] * 10
+    assert {row["result"] for row in history if row["platform"] == "darwin"} == {"passed"}
+    assert [row["started_at"] for row in history] == sorted(row["started_at"] for row in history)
+
+    latest = by_name(dashboard.ecosystems(seeded, Window(now=NOW)))["homebrew"]["latest_run"]
+    run = dashboard.run_failures(seeded, latest["id"])
+    assert run is not None and (run["ecosystem"], run["failed"], run["truncated"]) == ("homebrew", 3, False)
+    failures = {row["recipe_name"]: row for row in run["failures"]}
+    assert set(failures) == {"broken", "flaky", HOSTILE}
+    assert failures["broken"]["error_message"] == "sha256 mismatch"
+    assert failures[HOSTILE]["error_message"] == HOSTILE_MESSAGE
+    assert dashboard.run_failures(seeded, 10**9) is None
+
+
+def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
+    database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """An upgraded database ends up with exactly the roll-ups the insert path makes for the same batches."""
+    with monkeypatch.context() as before:  # the code as it was before migration 4
+        before.setattr(storage_module, "MIGRATIONS", MIGRATIONS[:3])
+        before.setattr(storage_module, "update_rollups", lambda *_: None)
+        old = open_storage(database)
+        assert old.migrate() == [1, 2, 3]
+        seed(old)
+        old.close()
+    upgraded = open_storage(database)
+    fresh = open_storage(str(tmp_path / "fresh.db"))
+    try:
+        assert upgraded.migrate() == [4]
+        fresh.migrate()
+        seed(fresh)
+        for table, query in ROLLUPS.items():
+            assert upgraded.query(query, []) == fresh.query(query, []), table
+        assert len(fresh.query(ROLLUPS["recipe_flips"], [])) == 19 + 1 + 1 + 1
+    finally:
+        upgraded.close()
+        fresh.close()
+
+
+def test_a_batch_whose_rollups_fail_is_not_stored_at_all(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roll-ups are written in the batch's own transaction: both or neither."""
+    payload = next(batches(NOW))
+
+    def rollups_then_a_failure(db: Any, mark: str, run_id: int, stored: Any) -> None:
+        update_rollups(db, mark, run_id, stored)
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    monkeypatch.setattr(storage_module, "update_rollups", rollups_then_a_failure)
+    with pytest.raises(storage.errors):
+        storage.insert_batch(payload, "key-1")  # type: ignore[arg-type]
+    monkeypatch.undo()
+    assert storage.query("SELECT count(*) AS n FROM recipe_results", []) == [{"n": 0}]
+    for table in ROLLUPS:
+        assert storage.query(f"SELECT count(*) AS n FROM {table}", []) == [{"n": 0}], table  # noqa: S608
+    assert storage.insert_batch(payload, "key-1")[1] is False  # type: ignore[arg-type]
+
+
+# --- over HTTP ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _get(url: str, token: str | None = None, **params: str) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(url, params=params, headers=headers, timeout=30)
+
+
+def test_the_page_is_public_and_every_answer_with_data_needs_the_token(storage: Storage, token: str) -> None:
+    seed(storage, datetime.now(UTC))
+    with running(storage, [token]) as url:
+        page = _get(f"{url}/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "/static/dashboard.js" in page.text
+        for asset, kind in (("dashboard.js", "javascript"), ("dashboard.css", "text/css")):
+            answer = _get(f"{url}/static/{asset}")
+            assert answer.status_code == 200 and kind in answer.headers["content-type"], asset
+        assert "innerHTML" not in _get(f"{url}/static/dashboard.js").text
+        first_run = storage.query("SELECT min(id) AS id FROM batch_runs", [])[0]["id"]
+        for path, params in (("/api/dashboard", {}), ("/api/dashboard/recipe", {"name": "flaky"}),
+                             (f"/api/dashboard/runs/{first_run}", {}), ("/metrics", {})):  # fmt: skip
+            refused = _get(f"{url}{path}", **params)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith("Bearer"), path
+            assert _get(f"{url}{path}", "wrong-token", **params).status_code == 401, path
+            assert _get(f"{url}{path}", token, **params).status_code == 200, path
+
+
+def test_public_read_opens_reading_but_never_writing(storage: Storage, token: str) -> None:
+    seed(storage, datetime.now(UTC))
+    with running(storage, [token], public_read=True) as url:
+        assert _get(f"{url}/api/dashboard").status_code == 200
+        assert _get(f"{url}/metrics").status_code == 200
+        assert _get(f"{url}/batch-runs").status_code == 200
+        assert requests.post(f"{url}/batch-metrics", json=next(batches(NOW)), timeout=30).status_code == 401
+
+
+def test_the_json_answers_have_the_documented_shapes(storage: Storage, token: str) -> None:
+    seed(storage, datetime.now(UTC))
+    with running(storage, [token]) as url:
+        summary = DashboardSummary.model_validate(_get(f"{url}/api/dashboard", token, days="90").json())
+        assert (summary.days, summary.ecosystem) == (90, None)
+        assert {row.ecosystem for row in summary.ecosystems} == {"homebrew", "npm", "cargo"}
+        assert [row.recipe_name for row in summary.flaky_recipes] == ["flaky"]
+        assert summary.failing_recipes[0].name == "broken"
+        only = DashboardSummary.model_validate(_get(f"{url}/api/dashboard", token, ecosystem="npm").json())
+        assert [row.ecosystem for row in only.ecosystems] == ["npm"] and only.ecosystems[0].stale
+        recipe = RecipeHistory.model_validate(_get(f"{url}/api/dashboard/recipe", token, name=HOSTILE).json())
+        assert [row.result for row in recipe.history] == ["failed"] * 5
+        run = RunFailures.model_validate(_get(f"{url}/api/dashboard/runs/{recipe.history[-1].batch_run_id}",
+                                              token).json())  # fmt: skip
+        assert HOSTILE_MESSAGE in [row.error_message for row in run.failures]
+        assert _get(f"{url}/api/dashboard", token).headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/api/dashboard", {"days": "0"}, 400),
+        ("/api/dashboard", {"days": "367"}, 400),
+        ("/api/dashboard", {"days": "7d"}, 400),
+        ("/api/dashboard", {"days": "-1"}, 400),
+        ("/api/dashboard", {"window": "7"}, 400),
+        ("/api/dashboard", {"ecosystem": "a\x00b"}, 400),
+        ("/api/dashboard/recipe", {}, 400),
+        ("/api/dashboard/recipe", {"name": "x\x00"}, 400),
+        ("/api/dashboard/runs/999999", {}, 404),
+        ("/api/dashboard/runs/99999999999999999999999", {}, 404),
+        ("/api/dashboard/runs/abc", {}, 404),
+    ],
+)
+def test_bad_requests_are_refused_plainly(
+    storage: Storage, token: str, path: str, params: dict[str, str], status: int
+) -> None:
+    with running(storage, [token]) as url:
+        answer = _get(f"{url}{path}", token, **params)
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("text/plain")
+
+
+def test_metrics_are_prometheus_text_per_ecosystem(storage: Storage, token: str) -> None:
+    seed(storage, datetime.now(UTC))
+    storage.insert_batch({**next(batches(NOW)), "ecosystem": 'we"ird\neco\\system', "batch_id": "odd"}, None)  # type: ignore[arg-type]
+    with running(storage, [token]) as url:
+        answer = _get(f"{url}/metrics", token)
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+    homebrew = (("ecosystem", "homebrew"),)
+    assert samples["batch_metrics_last_batch_success_rate", homebrew] == round(4 / 7, 4)
+    assert samples["batch_metrics_last_batch_results", (("ecosystem", "homebrew"), ("result", "failed"))] == 3
+    assert samples["batch_metrics_runs_since_green", homebrew] == 20
+    assert samples["batch_metrics_ecosystem_stale", (("ecosystem", "npm"),)] == 1
+    assert samples["batch_metrics_ecosystem_stale", homebrew] == 0
+    yesterday = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    assert samples["batch_metrics_last_batch_timestamp_seconds", homebrew] == yesterday.timestamp()
+    # A label value with a quote, a newline and a backslash comes back intact: it was escaped.
+    assert samples["batch_metrics_ecosystem_stale", (("ecosystem", 'we"ird\neco\\system'),)] in (0, 1)
