@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from batch_metrics import __version__
+from batch_metrics.dashboard_schema import DASHBOARD_MODELS, DashboardSummary, RecipeHistory, RunFailures
 from batch_metrics.models import (
     BatchCreated,
     BatchPayload,
@@ -24,7 +25,7 @@ from batch_metrics.models import (
 from batch_metrics.schema import render_document, write_document
 
 OPENAPI_PATH = Path("schema") / "openapi.json"
-_MODELS = (BatchPayload, BatchCreated, RunPage, StoredRunWithResults, Health, ServerError)
+_MODELS = (BatchPayload, BatchCreated, RunPage, StoredRunWithResults, Health, ServerError, *DASHBOARD_MODELS)
 _REF_TEMPLATE = "#/components/schemas/{model}"
 
 
@@ -163,6 +164,101 @@ def _paths() -> dict[str, Any]:
     }
 
 
+_WINDOW_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "days",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30},
+        "description": "The window: runs whose `started_at` is within this many days before now.",
+    },
+    {"name": "ecosystem", "in": "query", "schema": {"type": "string"}, "description": "Only this ecosystem."},
+]
+_READ_ERRORS = {
+    "400": _text("An unknown query parameter, a bad `days`, or a NUL character."),
+    "401": _text("Missing or wrong bearer token (readable by anyone under `serve --public-read`)."),
+    "500": _SERVER_ERROR,
+}
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    """The page at `/` and the JSON behind it (batch_metrics/dashboard_http.py), and `/metrics`."""
+    return {
+        "/": {
+            "get": {
+                "operationId": "dashboardPage",
+                "summary": "The dashboard: a page without data; it asks for the token and reads the JSON.",
+                "security": [],
+                "responses": {
+                    "200": {"description": "HTML.", "content": {"text/html": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
+        "/api/dashboard": {
+            "get": {
+                "operationId": "dashboardSummary",
+                "summary": "Every panel of the dashboard for one window and, optionally, one ecosystem.",
+                "security": [{"bearer": []}],
+                "parameters": _WINDOW_PARAMETERS,
+                "responses": {"200": _json(DashboardSummary, "The panels."), **_READ_ERRORS},
+            }
+        },
+        "/api/dashboard/recipe": {
+            "get": {
+                "operationId": "dashboardRecipe",
+                "summary": "One recipe's results in the window's runs, per platform (the pass/fail strip).",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
+                    *_WINDOW_PARAMETERS,
+                ],
+                "responses": {
+                    "200": _json(RecipeHistory, "The recipe's rows, oldest first."),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/dashboard/runs/{run_id}": {
+            "get": {
+                "operationId": "dashboardRun",
+                "summary": "A run's counts and its failed rows with their messages.",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "run_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+                "responses": {
+                    "200": _json(RunFailures, "The run and its failures."),
+                    "404": _text("No such run."),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Each ecosystem's latest batch, Prometheus text format (OpenMetrics on request).",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {
+                        "description": "Gauges per ecosystem: last batch timestamp, success rate, results, "
+                        "runs since green, stale.",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/openmetrics-text": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "401": _READ_ERRORS["401"],
+                    "500": _SERVER_ERROR,
+                },
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     _, schemas = TypeAdapter.json_schemas(
         [
@@ -180,7 +276,7 @@ def openapi_document() -> dict[str, Any]:
             "Cloudflare Worker `POST /batch-metrics`.",
         },
         "servers": [{"url": "http://127.0.0.1:8787"}],
-        "paths": _paths(),
+        "paths": {**_paths(), **_dashboard_paths()},
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
