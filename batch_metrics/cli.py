@@ -520,6 +520,17 @@ class _ForgivingStream(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    # What code that inspects the console asks of it (the logging handlers, a server's banner).
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it as an attribute
+        return self.stream.encoding
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
     def write(self, text: str) -> int:
         with contextlib.suppress(ValueError):  # ValueError: the stream was closed outright
             try:
