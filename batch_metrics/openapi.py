@@ -164,6 +164,8 @@ def _paths() -> dict[str, Any]:
     }
 
 
+# Stored text never holds NUL (PostgreSQL cannot): a filter with one is a 400.
+_TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 _WINDOW_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "days",
@@ -171,7 +173,7 @@ _WINDOW_PARAMETERS: list[dict[str, Any]] = [
         "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30},
         "description": "The window: runs whose `started_at` is within this many days before now.",
     },
-    {"name": "ecosystem", "in": "query", "schema": {"type": "string"}, "description": "Only this ecosystem."},
+    {"name": "ecosystem", "in": "query", "schema": _TEXT, "description": "Only this ecosystem (empty: all)."},
 ]
 _READ_ERRORS = {
     "400": _text("An unknown query parameter, a bad `days`, or a NUL character."),
@@ -208,7 +210,7 @@ def _dashboard_paths() -> dict[str, Any]:
                 "summary": "One recipe's results in the window's runs, per platform (the pass/fail strip).",
                 "security": [{"bearer": []}],
                 "parameters": [
-                    {"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "name", "in": "query", "required": True, "schema": {**_TEXT, "minLength": 1}},
                     *_WINDOW_PARAMETERS,
                 ],
                 "responses": {
