@@ -553,10 +553,15 @@ class _ForgivingStream(io.TextIOBase):
         os.close(devnull)
 
 
+def _forgiving(stream: TextIO | None) -> TextIO:
+    """`stream` made forgiving; Python gives None for a descriptor closed from the start (`>&-`)."""
+    return cast(TextIO, _ForgivingStream(stream or open(os.devnull, "w", encoding="utf-8")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerate_narrow_consoles()
-    sys.stdout = cast(TextIO, _ForgivingStream(sys.stdout))
-    sys.stderr = cast(TextIO, _ForgivingStream(sys.stderr))
+    sys.stdout = _forgiving(sys.stdout)
+    sys.stderr = _forgiving(sys.stderr)
     args = build_parser().parse_args(argv)
     code: int = args.handler(args)
     return code

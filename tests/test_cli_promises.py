@@ -204,6 +204,20 @@ def test_stdout_closed_early_still_exits_0_with_the_payload_written(github: Path
 
 
 @pytest.mark.parametrize("actions", [False, True])
+def test_stdout_and_stderr_closed_outright_still_exit_0_with_the_payload_written(
+    github: Path, actions: bool
+) -> None:
+    env = {"PATH": os.environ["PATH"], "INPUT_RESULTS": "results/*", "INPUT_ECOSYSTEM": "npm",
+           "INPUT_DRY-RUN": "true", "GITHUB_WORKSPACE": str(github / "workspace"),
+           "GITHUB_ACTIONS": "true" if actions else "false"}  # fmt: skip
+    # `>&- 2>&-`: Python starts with no sys.stdout or sys.stderr at all.
+    script = f"exec {shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'entrypoint.py'))} >&- 2>&-; "
+    proc = subprocess.run(["sh", "-c", script], env=env, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert proc.returncode == 0
+    assert (github / "workspace/batch-metrics-payload.json").is_file()
+
+
+@pytest.mark.parametrize("actions", [False, True])
 def test_stdout_on_a_full_device_still_exits_0_with_the_payload_written(github: Path, actions: bool) -> None:
     with open("/dev/full", "wb") as full:
         proc = run_with_stdout(github, full.fileno(), actions=actions)
