@@ -16,19 +16,23 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-_CREDENTIAL_SHAPES = re.compile(
-    r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{16,}"  # GitHub tokens (36+ characters in practice)
-    r"|(?<=://)[^\s/?#@]+@"  # URL user-info: everything between `scheme://` and `@host`
-    r"|(?i:\b(?:bearer|basic)[ \t]+)[A-Za-z0-9\-._~+/]+=*"  # RFC 6750 token68 / Basic credentials
-)
+# Each shape with a plain substring that any match contains: a fast `in` test spares most texts the
+# regular expression, which on 4 KiB of build log is a hundred times slower.
+_GITHUB_TOKEN = re.compile(r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{16,}")  # 36+ characters in practice
+_URL_USER_INFO = re.compile(r"://[^\s/?#@]+@")  # everything between `scheme://` and `@host`
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)[ \t]+[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 token68 / Basic
 
 
-def _shape_replacement(match: re.Match[str]) -> str:
-    text = match.group(0)
-    if text.endswith("@"):
-        return MASK + "@"
-    scheme = re.match(r"(?i)(?:bearer|basic)[ \t]+", text)
-    return (scheme.group(0) if scheme else "") + MASK
+def redact_shapes(text: str) -> str:
+    """Credential shapes replaced: GitHub tokens, `Bearer`/`Basic` credentials, URL user-info."""
+    if "gh" in text or "github_pat_" in text:
+        text = _GITHUB_TOKEN.sub(MASK, text)
+    if "://" in text:
+        text = _URL_USER_INFO.sub(f"://{MASK}@", text)
+    lowered = text.lower()
+    if "bearer" in lowered or "basic" in lowered:
+        text = _AUTH_SCHEME.sub(lambda match: f"{match.group(1)} {MASK}", text)
+    return text
 
 
 class Redactor:
@@ -51,4 +55,4 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return _CREDENTIAL_SHAPES.sub(_shape_replacement, text)
+        return redact_shapes(text)

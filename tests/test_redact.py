@@ -23,6 +23,7 @@ from batch_metrics.redact import Redactor
         ("gho_0123456789abcdefghij ghu_0123456789abcdefghij", "*** ***"),
         ("ghs_0123456789abcdefghij, ghr_0123456789abcdefghij.", "***, ***."),
         ("github_pat_11ABCDEFG0_abcdefghijklmnopqrstuvwxyz", "***"),
+        ("pat: github_pat_11AAAAAAAA0_BBBBBBBBBBBBBBBBBBBBBBBBBB.", "pat: ***."),
         # Not credentials: left as they are.
         (
             "see https://github.com/o/r/issues/1 and a@b.example",
