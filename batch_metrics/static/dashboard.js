@@ -89,8 +89,9 @@ function fill(tableId, rows, empty) {
   const body = $(tableId).tBodies[0];
   body.replaceChildren(...rows);
   if (!rows.length) {
-    const cell = el("td", empty, { colspan: $(tableId).tHead.rows[0].cells.length, class: "empty" });
-    body.append(el("tr")).append(cell);
+    const line = el("tr");
+    line.append(el("td", empty, { colspan: $(tableId).tHead.rows[0].cells.length, class: "empty" }));
+    body.append(line);
   }
 }
 
@@ -98,7 +99,7 @@ function trend(item) {
   const delta = item.recent - item.earlier;
   const arrow = delta > 0 ? "▲" : delta < 0 ? "▼" : "=";
   return el("span", `${arrow} ${item.earlier} → ${item.recent}`,
-    { class: delta > 0 ? "worse" : delta < 0 ? "better" : "", title: "earlier half → recent half of the window" });
+    { class: delta > 0 ? "worse" : delta < 0 ? "better" : "trend", title: "earlier half → recent half of the window" });
 }
 
 // A line chart: one series per ecosystem over the window's days, with labels and a table behind it.
