@@ -88,6 +88,8 @@ def test(pytest_args: list[str]) -> int:
         if not postgres_available():
             print("note: no PostgreSQL here; deselecting the postgres tests (.ci/run installs it)")
             deselect.append("not postgres")
+        # Pulls the Dockerfile's base image if the engine lacks it, so this can take a minute once.
+        print("looking for a container engine (docker or podman) and the base image", flush=True)
         engine = subprocess.run(
             [str(PYTHON), "-m", "tests.containers"], cwd=ROOT, capture_output=True, text=True, check=False
         )
