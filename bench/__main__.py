@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench import collect, concurrency, hostile, ingest, install, startup
+from bench import collect, concurrency, dashboard, hostile, ingest, install, startup
 from bench.measure import FULL, QUICK, BenchError, Row, Scale, machine, table
 
 WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
@@ -29,6 +29,7 @@ WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
     "startup": startup.run,
     "concurrency": concurrency.run,
     "install": install.run,
+    "dashboard": dashboard.run,
 }
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench import dashboard as bench_dashboard
 from bench import data, floor, postgres
 from tests.conftest import ROOT
 
@@ -111,7 +112,14 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     image = _row(rows, "Docker image size ")
     if not image[1].startswith(("n/a: not built", "n/a: podman not installed")):
         _assert_measured(image)
-    assert len(rows) == 8 + 3 + 2 + 5 + 2, list(rows)
+    for database in ("SQLite", "PostgreSQL"):
+        for query in bench_dashboard.QUERY_NAMES:
+            cells = _row(rows, f"dashboard, {database} (", f": {query}")
+            if database == "SQLite" or _postgres_available() or os.environ.get("CI") == "true":
+                _assert_measured(cells)
+            else:
+                assert cells[1].startswith("n/a: no PostgreSQL"), cells
+    assert len(rows) == 8 + 3 + 2 + 5 + 2 + 2 * len(bench_dashboard.QUERY_NAMES), list(rows)
 
 
 def test_json_report_holds_the_raw_numbers_of_every_row(
