@@ -329,8 +329,14 @@ def cmd_upload(args: argparse.Namespace) -> int:
     print(f"{result.status}: {result.message}")
     if path.resolve().parent.name == PENDING_DIR:
         # A kept payload has done its job once the endpoint holds the batch.
-        path.unlink(missing_ok=True)
-        print(f"removed {path}: the endpoint has this batch")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:  # e.g. kept by a container action running as root
+            reporter.warning(
+                f"the batch is stored, but {path} could not be removed: {error.strerror or error}"
+            )
+        else:
+            print(f"removed {path}: the endpoint has this batch")
     return 0
 
 
