@@ -87,12 +87,12 @@ def _local_base(engine: Engine, default: str) -> str | None:
 def discover() -> Engine | str:
     """The engine to use, or why there is none (a sentence)."""
     env = dict(os.environ)
-    working = [name for name in ("docker", "podman") if shutil.which(name, path=env.get("PATH"))]
-    working = [name for name in working if _answers([name], env)]
-    if not working:
+    installed = (name for name in ("docker", "podman") if shutil.which(name, path=env.get("PATH")))
+    name = next((name for name in installed if _answers([name], env)), None)
+    if name is None:
         return "neither docker (with a running daemon) nor podman answers here"
     default = dockerfile_base_image()
-    engine = Engine(working[0], [working[0]], env, default)
+    engine = Engine(name, [name], env, default)
     local = _local_base(engine, default)
     if local is not None:
         return Engine(engine.name, engine.command, env, local)
