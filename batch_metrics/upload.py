@@ -218,7 +218,7 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: 
     """One attempt, with requests' per-operation timeouts cut to `limit` (the caller bounds the total)."""
     direct = goes_direct(url)
     with requests.Session() as http:
-        # trust_env off: no proxy from the environment, and no ~/.netrc; the CA bundle is passed below.
+        # Off, requests reads no proxy from the environment; the CA bundle is passed below either way.
         http.trust_env = not direct
         with http.post(
             url,
