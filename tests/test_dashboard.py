@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from batch_metrics.dashboard import Window, update_rollups
 from batch_metrics.dashboard_schema import DashboardSummary, RecipeHistory, RunFailures
 from batch_metrics.storage import MIGRATIONS, open_storage
 from tests.history import HOSTILE, HOSTILE_CATEGORY, HOSTILE_MESSAGE, batches
-from tests.live import Storage, running
+from tests.live import Storage, running, serve_process
 
 pytest_plugins = ["tests.live"]
 
@@ -315,3 +316,32 @@ def test_metrics_are_prometheus_text_per_ecosystem(storage: Storage, token: str)
     assert samples["batch_metrics_last_batch_timestamp_seconds", homebrew] == yesterday.timestamp()
     # A label value with a quote, a newline and a backslash comes back intact: it was escaped.
     assert samples["batch_metrics_ecosystem_stale", (("ecosystem", 'we"ird\neco\\system'),)] in (0, 1)
+
+
+def test_serve_flags_open_reading_and_set_the_stale_threshold(tmp_path: Path, token: str) -> None:
+    """`batch-metrics serve --public-read --stale-after 6`: the same as create_app's options, from the CLI."""
+    database = str(tmp_path / "metrics.db")
+    stored = open_storage(database)
+    stored.migrate()
+    seed(stored, datetime.now(UTC))
+    stored.close()
+    with serve_process(
+        database, token, tmp_path / "serve.log", "--public-read", "--stale-after", "6"
+    ) as served:
+        summary = _get(f"{served.url}/api/dashboard")  # no token
+        assert summary.status_code == 200, served.output()
+        status = by_name(summary.json()["ecosystems"])
+        assert {name: row["stale"] for name, row in status.items()} == {
+            "homebrew": True,
+            "npm": True,
+            "cargo": True,
+        }
+        assert status["homebrew"]["stale_after_seconds"] == 6 * 3600
+        assert (
+            requests.post(f"{served.url}/batch-metrics", json=next(batches(NOW)), timeout=30).status_code
+            == 401
+        )
+    with serve_process(database, token, tmp_path / "serve-2.log") as served:
+        assert _get(f"{served.url}/api/dashboard").status_code == 401
+        status = by_name(_get(f"{served.url}/api/dashboard", token).json()["ecosystems"])
+        assert [name for name, row in status.items() if row["stale"]] == ["npm"]
