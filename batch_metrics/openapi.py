@@ -109,9 +109,17 @@ def _paths() -> dict[str, Any]:
                     ),
                     "400": _text("`Bad request: <field> is required`, `Bad request: invalid JSON`, ..."),
                     "401": _UNAUTHORIZED,
-                    "413": _text("Body (or inflated gzip body) over the limit, 64 MiB by default."),
+                    "408": _text("The body took longer than the server's deadline to arrive."),
+                    "413": _text(
+                        "Body over the limit (64 MiB on the wire by default, `--max-body-mb`), or a gzip "
+                        "body over it once inflated (256 MiB by default, `--max-inflated-mb`)."
+                    ),
                     "415": _text("A Content-Encoding other than gzip or identity."),
                     "500": _SERVER_ERROR,
+                    "503": _text(
+                        "Too many uploads in progress (their bodies would exceed the server's memory "
+                        "budget): retry after `Retry-After` seconds."
+                    ),
                 },
             }
         },
@@ -123,7 +131,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": _READ_PARAMETERS,
                 "responses": {
                     "200": _json(RunPage, "A page of runs."),
-                    "400": _text("A bad `limit` or `cursor`."),
+                    "400": _text("A bad `limit` or `cursor`, an unknown parameter, or a NUL in a filter."),
                     "401": _UNAUTHORIZED,
                     "500": _SERVER_ERROR,
                 },
@@ -144,6 +152,7 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(StoredRunWithResults, "The run and its results."),
+                    "400": _text("A query parameter (this route takes none)."),
                     "401": _UNAUTHORIZED,
                     "404": _text("No such run."),
                     "500": _SERVER_ERROR,

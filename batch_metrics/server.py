@@ -61,7 +61,7 @@ from batch_metrics.body import (
     share_of,
 )
 from batch_metrics.edge import Edge, internal_error
-from batch_metrics.models import PAYLOAD_ADAPTER
+from batch_metrics.models import PAYLOAD_ADAPTER, BatchPayload
 from batch_metrics.openapi import render_openapi
 from batch_metrics.storage import PostgresStorage, RunFilter, SQLiteStorage, open_storage
 
@@ -145,14 +145,14 @@ def _without_nul(body: bytearray) -> bytes | bytearray:
     return _NUL_ESCAPE.sub(rb"\1\\ufffd", body) if b"\\u0000" in body else body
 
 
-def _store(storage: Storage, body: bytearray, key: str | None) -> tuple[int, bool]:
-    """Validate and insert (in a worker thread): the body's buffer is dropped as soon as it is parsed."""
+def _parse(body: bytearray) -> BatchPayload:
+    """Validate (in a worker thread); the body's buffer is emptied as soon as the rows are parsed."""
     try:
         payload = PAYLOAD_ADAPTER.validate_json(_without_nul(body))
     except ValidationError as error:
         raise HTTPException(400, f"Bad request: {describe_error(error.errors()[0])}") from None
-    del body[:]  # the rows are Python objects now; the bytes are no longer needed
-    return storage.insert_batch(payload, key)
+    del body[:]
+    return payload
 
 
 class Endpoint:
@@ -163,6 +163,11 @@ class Endpoint:
         self.guard = guard
         self.limits = limits
         self.budget = ByteBudget(limits.max_in_flight_bytes)
+        # Parsed rows cost ~10x their body, and parsing is CPU-bound under the GIL: only one upload
+        # more than the database can write at once is parsed, the others wait their turn in order
+        # (asyncio's semaphores are first come first served; a thread lock is not).
+        self.writing = asyncio.Semaphore(storage.writers)
+        self.working = asyncio.Semaphore(storage.writers + 1)
         self.openapi = render_openapi().encode()
 
     async def health(self, request: Request) -> Response:
@@ -189,7 +194,11 @@ class Endpoint:
                 async with asyncio.timeout(self.limits.body_seconds):
                     async for chunk in request.stream():
                         await buffer.add(chunk)
-                run_id, duplicate = await run_in_threadpool(_store, self.storage, buffer.finish(), key)
+                body = buffer.finish()
+                async with self.working:
+                    payload = await run_in_threadpool(_parse, body)
+                    async with self.writing:
+                        run_id, duplicate = await run_in_threadpool(self.storage.insert_batch, payload, key)
         except BodyError as error:
             return PlainTextResponse(error.message, error.status, error.headers)
         except ClientDisconnect:
@@ -202,10 +211,7 @@ class Endpoint:
 
     async def list_runs(self, request: Request) -> Response:
         self.guard.check_read(request)
-        query = dict(request.query_params)
-        unknown = sorted(set(query) - _RUN_QUERY)
-        if unknown:  # a misspelt filter would otherwise silently list everything
-            raise HTTPException(400, f"Bad request: unknown query parameter {unknown[0][:40]!r}")
+        query = _known_query(request, _RUN_QUERY)
         for name, value in query.items():
             if "\x00" in value:  # PostgreSQL text cannot hold NUL; no stored value has one
                 raise HTTPException(400, f"Bad request: {name} must not contain NUL")
@@ -228,6 +234,7 @@ class Endpoint:
 
     async def get_run(self, request: Request) -> Response:
         self.guard.check_read(request)
+        _known_query(request, set())
         run_id = request.path_params["run_id"]
         if not _DIGITS.fullmatch(run_id):
             raise HTTPException(404, "Not found")
@@ -244,6 +251,14 @@ class Endpoint:
             Route("/batch-runs", self.list_runs, methods=["GET", "HEAD"]),
             Route("/batch-runs/{run_id}", self.get_run, methods=["GET", "HEAD"]),
         ]
+
+
+def _known_query(request: Request, known: set[str]) -> dict[str, str]:
+    query = dict(request.query_params)
+    unknown = sorted(set(query) - known)
+    if unknown:  # a misspelt filter would otherwise silently be ignored
+        raise HTTPException(400, f"Bad request: unknown query parameter {unknown[0][:40]!r}")
+    return query
 
 
 def _query_number(query: dict[str, str], name: str, default: int | None) -> int:

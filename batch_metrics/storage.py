@@ -164,6 +164,7 @@ class SQLStorage(ABC):
 
     dialect: ClassVar[str]
     mark: ClassVar[str]  # the driver's placeholder
+    writers: int  # how many batches the server should insert at once
     errors: tuple[type[Exception], ...]  # what the driver raises when the database is unusable
 
     @abstractmethod
@@ -271,6 +272,7 @@ class SQLiteStorage(SQLStorage):
 
     dialect = "sqlite"
     mark = "?"
+    writers = 1  # one writer at a time on the file, whatever the server does
     errors = (sqlite3.Error,)
 
     def __init__(self, path: str, *, busy_timeout_seconds: float = 60.0) -> None:
@@ -355,6 +357,8 @@ class PostgresStorage(SQLStorage):
             check=ConnectionPool.check_connection,
         )  # fmt: skip
         self.read_wait_seconds = min(wait_seconds, 10.0)
+        # COPY rows are built in Python: more writers than this would only queue for the GIL.
+        self.writers = max(1, min(pool_size, 4))
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:

@@ -25,6 +25,14 @@ class Endpoint:
     port: int
     token: str
     log: Path
+    pid: int
+
+    def memory(self, field: str) -> int:
+        """The server process's resident bytes from /proc: `VmRSS` now, or `VmHWM`, its peak so far."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+        raise BenchError(f"no {field} in /proc/{self.pid}/status")
 
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(HOST, self.port, timeout=300)
@@ -80,7 +88,7 @@ def serving(db: str, log: Path) -> Iterator[Endpoint]:
                 tail = log.read_text(errors="replace")[-2000:]
                 raise BenchError(f"`batch-metrics serve` did not become healthy on port {port}:\n{tail}")
             time.sleep(0.05)
-        yield Endpoint(port, token, log)
+        yield Endpoint(port, token, log, process.pid)
     finally:
         process.terminate()
         try:
