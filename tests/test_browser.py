@@ -57,6 +57,9 @@ def open_dashboard(browser: Browser, url: str, width: int = 1280) -> Page:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    # Console errors, such as a blocked script or style, except the 401s that ask for the token.
+    page.on("console", lambda message: message.type == "error" and "401" not in message.text
+            and errors.append(f"console: {message.text}"))  # fmt: skip
     page.goto(url)
     expect(page.locator("#login")).to_be_visible()  # no data without the token
     expect(page.locator("#panels")).to_be_hidden()

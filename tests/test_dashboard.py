@@ -229,6 +229,7 @@ def test_the_page_is_public_and_every_answer_with_data_needs_the_token(storage: 
         page = _get(f"{url}/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "/static/dashboard.js" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
         for asset, kind in (("dashboard.js", "javascript"), ("dashboard.css", "text/css")):
             answer = _get(f"{url}/static/{asset}")
             assert answer.status_code == 200 and kind in answer.headers["content-type"], asset
