@@ -418,6 +418,10 @@ def _record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, 
     return row
 
 
+def _line_problem(rows: FileRows, line: int, problem: Problem) -> None:
+    rows.warn(line, f"{problem.message}; {_NEXT_VALUE}" if problem.skipped else problem.message)
+
+
 class PayloadCollector:
     name = "payload"
 
@@ -428,7 +432,7 @@ class PayloadCollector:
         for line, value in source.values():
             rows.line = line
             if isinstance(value, Problem):
-                rows.warn(line, f"{value.message}; {_NEXT_VALUE}" if value.skipped else value.message)
+                _line_problem(rows, line, value)
                 continue
             try:
                 payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python(value)
@@ -467,10 +471,6 @@ class ValidationResultsCollector:
                     rows.warn(line, f"array item {position}: {row}; skipped")
                 else:
                     rows.add(line, row)
-
-
-def _line_problem(rows: FileRows, line: int, problem: Problem) -> None:
-    rows.warn(line, f"{problem.message}; {_NEXT_VALUE}" if problem.skipped else problem.message)
 
 
 class NdjsonCollector:
@@ -670,10 +670,16 @@ class _JunitReader:
         self.unplaced: list[tuple[dict[str, Any], int]] = []  # rows waiting for their suite's platform
 
     def parse(self, stream: BinaryIO) -> None:
-        while chunk := stream.read(_XML_CHUNK):
-            self.rows.line = self.parser.CurrentLineNumber
-            self.parser.Parse(chunk, False)
-        self.parser.Parse(b"", True)
+        parser = self.parser
+        try:
+            while chunk := stream.read(_XML_CHUNK):
+                self.rows.line = parser.CurrentLineNumber
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+        finally:
+            # The parser holds this reader's handlers and the reader the parser: break the
+            # cycle, or each file's parser lives on while the cyclic GC is paused.
+            del self.parser
         self._place_rows()
 
     def _entity_declared(self, name: str, *_: object) -> None:

@@ -32,10 +32,10 @@ from typing import Any, BinaryIO
 from pydantic_core import from_json
 
 _CHUNK = 1 << 20
+_LINES_PER_PIECE = 64  # past this many lines in one piece, read on in chunks
 _OPENS = re.compile(rb"\n(?=[\[{])")
 _VALUE_START = re.compile(rb"[^ \t\r\n]")
 _TEXT_START = re.compile(r"[^ \t\r\n]")
-_BLANK = b" \t\r\n"
 _OPENERS = (b"{", b"[")
 _BOM = b"\xef\xbb\xbf"
 
@@ -53,6 +53,7 @@ class _Segment:
     line: int
     data: bytes
     text: str | None = field(default=None)
+    tried: bool = False  # parsed whole (and found not to be one value)
 
 
 def json_values(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
@@ -61,12 +62,34 @@ def json_values(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
 
 
 def _segments(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """The stream cut before every line that starts with `{` or `[`: (first line, bytes) of each piece."""
-    line, ended_line, first = 1, False, True
-    parts: list[bytes] = []
+    """The stream cut before every line that starts with `{` or `[`: (first line, bytes) of each piece.
+
+    Line by line while pieces are a line or a few (NDJSON), then in big chunks once one
+    runs over many lines (a pretty-printed document): each way is fastest for its input.
+    """
+    first = stream.readline().removeprefix(_BOM)
+    if not first:
+        return
+    start, piece = 1, first  # the piece being read: its first line, and the lines after it in `more`
+    more: list[bytes] = []
+    for number, raw in enumerate(stream, 2):
+        if raw[:1] in _OPENERS:
+            yield start, b"".join((piece, *more)) if more else piece
+            start, piece = number, raw
+            if more:
+                more = []
+        else:
+            more.append(raw)
+            if len(more) >= _LINES_PER_PIECE:
+                yield from _chunked_segments(stream, start, [piece, *more])
+                return
+    yield start, b"".join((piece, *more)) if more else piece
+
+
+def _chunked_segments(stream: BinaryIO, line: int, parts: list[bytes]) -> Iterator[tuple[int, bytes]]:
+    """`_segments` for the rest of the stream, read in chunks; `parts` are whole lines read already."""
+    ended_line = True
     while chunk := stream.read(_CHUNK):
-        if first:
-            chunk, first = chunk.removeprefix(_BOM), False
         cuts = [match.end() for match in _OPENS.finditer(chunk)]
         if ended_line and chunk[:1] in _OPENERS:
             cuts.insert(0, 0)
@@ -97,28 +120,33 @@ class _Reader:
         self.notes: list[tuple[int, Problem]] = []  # to yield before the next value
 
     def values(self) -> Iterator[tuple[int, Any]]:
-        while True:
-            if self.pending:
-                segment = self.pending[0]
-                line, data = segment.line, segment.data
-            else:
-                found = next(self.segments, None)
-                if found is None:
-                    return
-                line, data = found
+        for line, data in self.segments:
             try:
                 value = from_json(data)
             except ValueError:
-                if not self.pending:
-                    self.pending.append(_Segment(line, data))
-                if data.strip(_BLANK):
-                    yield from self._decode_one_by_one()
+                self.pending.append(_Segment(line, data, tried=True))
+                yield from self._drain()
+                continue
+            yield (line if data[:1] in _OPENERS else line + data.count(b"\n", 0, _start_of(data))), value
+
+    def _drain(self) -> Iterator[tuple[int, Any]]:
+        """The pending segments, the first of which is not one value on its own."""
+        while self.pending:
+            segment = self.pending[0]
+            if _start_of(segment.data) == len(segment.data):  # blank
+                self.pending.popleft()
+                continue
+            if not segment.tried:
+                segment.tried = True
+                try:
+                    value = from_json(segment.data)
+                except ValueError:
+                    pass
                 else:
                     self.pending.popleft()
-                continue
-            if self.pending:
-                self.pending.popleft()
-            yield (line if data[:1] in _OPENERS else line + data.count(b"\n", 0, _start_of(data))), value
+                    yield segment.line + segment.data.count(b"\n", 0, _start_of(segment.data)), value
+                    continue
+            yield from self._decode_one_by_one()
 
     def _fill(self, count: int) -> bool:
         """Hold at least `count` segments when the stream has them; whether it does."""
