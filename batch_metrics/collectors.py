@@ -196,9 +196,9 @@ def bound_message(message: str | None, limit: int, dropped: int = 0) -> str | No
     return (message[:head] + mark + message[len(message) - keep // 2 :])[:limit]
 
 
-def _show(value: object) -> str:
+def _show(value: object, limit: int = 80) -> str:
     """A value for a warning: the start of a string, else only its JSON type (never a huge repr)."""
-    return repr(value[:80]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+    return repr(value[:limit]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
 
 
 def _why(error: BaseException) -> str:
@@ -393,7 +393,7 @@ def _record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, 
     else:
         found = normalise_result(status)
         if found is None:
-            return f"unknown status {_show(status)[:42]} (expected pass, fail or skipped)"
+            return f"unknown status {_show(status, 40)} (expected pass, fail or skipped)"
         result = found
     row = {
         "recipe_name": record.get("recipe"),
@@ -792,7 +792,7 @@ class _JunitReader:
         if len(rows.rows) == suite.first_row and (suite.declared or "0").strip() not in ("", "0"):
             rows.warn(
                 suite.line,
-                f"testsuite {_show(suite.name)} declares tests={_show(suite.declared)[:20]} but holds no "
+                f"testsuite {_show(suite.name)} declares tests={_show(suite.declared, 12)} but holds no "
                 "testcase; none counted",
             )
 

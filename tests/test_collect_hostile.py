@@ -130,6 +130,7 @@ def test_an_io_error_while_reading_is_one_warning_and_the_next_file_is_read(tmp_
         ),
         ("cut.xml", '<testsuite name="s">\n<testcase name="a"/>\n<testcase name="b">\n<fail', 0, 4),
     ],
+    ids=["deep-json", "huge-int", "early-timestamp", "late-suite-timestamp", "cut-junit"],
 )
 def test_from_a_runners_point_of_view(tmp_path: Path, name: str, text: str, kept: int, line: int) -> None:
     github = tmp_path / "github"
