@@ -357,15 +357,16 @@ def flaky_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list
 
 
 def recipe_history(storage: SQLStorage, window: Window, recipe: str) -> list[dict[str, Any]]:
-    """One recipe's rows in the window's runs, oldest first: the pass/fail strip per platform."""
+    """One recipe's latest MAX_HISTORY rows in the window's runs, oldest first: its pass/fail strips."""
     where, params = window.runs()
-    return storage.query(
+    newest_first = storage.query(
         "SELECT r.id AS batch_run_id, r.ecosystem, r.started_at, coalesce(f.platform, '') AS platform,"
         " f.result, f.error_category FROM recipe_results f JOIN batch_runs r ON r.id = f.batch_run_id"
         f" WHERE f.recipe_name = {{mark}} AND {where}"
-        f" ORDER BY r.started_at, r.id, platform LIMIT {MAX_HISTORY}",
+        f" ORDER BY r.started_at DESC, r.id DESC, platform DESC LIMIT {MAX_HISTORY}",
         [recipe, *params],
     )
+    return newest_first[::-1]
 
 
 def run_failures(storage: SQLStorage, run_id: int) -> dict[str, Any] | None:

@@ -346,3 +346,13 @@ def test_serve_flags_open_reading_and_set_the_stale_threshold(tmp_path: Path, to
         assert _get(f"{served.url}/api/dashboard").status_code == 401
         status = by_name(_get(f"{served.url}/api/dashboard", token).json()["ecosystems"])
         assert [name for name, row in status.items() if row["stale"]] == ["npm"]
+
+
+def test_a_long_history_keeps_its_latest_rows(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "MAX_HISTORY", 5)
+    seed(storage)
+    history = dashboard.recipe_history(storage, Window(days=30, now=NOW), "flaky")
+    assert [(row["started_at"][:10], row["platform"]) for row in history] == [
+        ("2026-11-27", "linux"), ("2026-11-28", "darwin"), ("2026-11-28", "linux"),
+        ("2026-11-29", "darwin"), ("2026-11-29", "linux"),
+    ]  # fmt: skip
