@@ -200,9 +200,13 @@ class Window:
         return _stamp(self.now - timedelta(days=self.days / 2))
 
     def runs(self, alias: str = "r") -> tuple[str, list[Any]]:
-        """The WHERE clause selecting the window's runs, and its parameters."""
-        where = f"{alias}.started_at >= {{mark}}"
-        params: list[Any] = [self.since]
+        """The WHERE clause selecting the window's runs, and its parameters.
+
+        The upper bound leaves out stored text that sorts after any real time (`started_at` is
+        whatever the client sent), while a clock a little ahead still counts.
+        """
+        where = f"{alias}.started_at >= {{mark}} AND {alias}.started_at < {{mark}}"
+        params: list[Any] = [self.since, _stamp(self.now + timedelta(days=1))]
         if self.ecosystem is not None:
             where += f" AND {alias}.ecosystem = {{mark}}"
             params.append(self.ecosystem)

@@ -356,3 +356,14 @@ def test_a_long_history_keeps_its_latest_rows(storage: Storage, monkeypatch: pyt
         ("2026-11-27", "linux"), ("2026-11-28", "darwin"), ("2026-11-28", "linux"),
         ("2026-11-29", "darwin"), ("2026-11-29", "linux"),
     ]  # fmt: skip
+
+
+def test_a_started_at_that_is_no_time_stays_out_of_every_window(storage: Storage) -> None:
+    seed(storage)
+    odd = {**next(batches(NOW)), "ecosystem": "odd", "batch_id": "odd", "started_at": "yesterday"}
+    storage.insert_batch(odd, None)  # type: ignore[arg-type]
+    window = Window(days=90, now=NOW)
+    assert "odd" not in {row["ecosystem"] for row in dashboard.daily(storage, window)}
+    assert "odd" not in {row["ecosystem"] for row in dashboard.failing_recipes(storage, window)}
+    status = by_name(dashboard.ecosystems(storage, window))["odd"]  # still listed, never stale by guess
+    assert (status["latest_run"]["started_at"], status["stale"]) == ("yesterday", False)
