@@ -69,6 +69,8 @@ log = logging.getLogger("batch_metrics.server")
 
 DEFAULT_DB = "batch-metrics.db"
 TOKEN_FILE_ENV = f"{TOKEN_ENV}_FILE"
+PUBLIC_READ_ENV = "BATCH_METRICS_PUBLIC_READ"
+STALE_AFTER_ENV = "BATCH_METRICS_STALE_AFTER_HOURS"
 MAX_IDEMPOTENCY_KEY = 255
 _RUN_QUERY = {"batch_id", "ecosystem", "since", "until", "limit", "cursor"}
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -317,7 +319,9 @@ def database_target(db: str | None) -> str:
 
 
 def app_from_env() -> Edge:
-    """For any ASGI server: `$DATABASE_URL`, `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`."""
+    """For any ASGI server: `$DATABASE_URL`, `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`;
+    `$BATCH_METRICS_PUBLIC_READ=1` and `$BATCH_METRICS_STALE_AFTER_HOURS` as serve's flags of those names."""
+    hours = os.environ.get(STALE_AFTER_ENV)
     storage = open_storage(database_target(None), pool_size=8)
     storage.migrate()
 
@@ -326,7 +330,13 @@ def app_from_env() -> Edge:
         yield
         storage.close()
 
-    return create_app(storage, load_tokens(os.environ.get(TOKEN_FILE_ENV)), lifespan=closing_storage)
+    return create_app(
+        storage,
+        load_tokens(os.environ.get(TOKEN_FILE_ENV)),
+        public_read=os.environ.get(PUBLIC_READ_ENV) == "1",
+        stale_after=timedelta(hours=float(hours)) if hours else None,
+        lifespan=closing_storage,
+    )
 
 
 def migrate(db: str | None) -> list[int]:

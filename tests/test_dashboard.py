@@ -6,7 +6,10 @@ counted by hand from its description.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch_metrics import dashboard
+from batch_metrics import TOKEN_ENV, dashboard
 from batch_metrics import storage as storage_module
 from batch_metrics.dashboard import Window, update_rollups
 from batch_metrics.dashboard_schema import DashboardSummary, RecipeHistory, RunFailures
 from batch_metrics.storage import MIGRATIONS, open_storage
+from tests.conftest import ROOT, unused_port, wait_healthy
 from tests.history import HOSTILE, HOSTILE_CATEGORY, HOSTILE_MESSAGE, batches
 from tests.live import Storage, running, serve_process
 
@@ -367,3 +371,38 @@ def test_a_started_at_that_is_no_time_stays_out_of_every_window(storage: Storage
     assert "odd" not in {row["ecosystem"] for row in dashboard.failing_recipes(storage, window)}
     status = by_name(dashboard.ecosystems(storage, window))["odd"]  # still listed, never stale by guess
     assert (status["latest_run"]["started_at"], status["stale"]) == ("yesterday", False)
+
+
+def test_app_from_env_takes_the_dashboards_settings_from_the_environment(tmp_path: Path, token: str) -> None:
+    """`hypercorn 'batch_metrics.server:app_from_env()'` (several workers) cannot take serve's flags."""
+    database = str(tmp_path / "metrics.db")
+    stored = open_storage(database)
+    stored.migrate()
+    seed(stored, datetime.now(UTC))
+    stored.close()
+    port = unused_port()
+    env = {**os.environ, "DATABASE_URL": database, TOKEN_ENV: token, "BATCH_METRICS_PUBLIC_READ": "1",
+           "BATCH_METRICS_STALE_AFTER_HOURS": "6"}  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "batch_metrics.server:app_from_env()",
+    ]
+    with subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as process:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, seconds=30, alive=lambda: process.poll() is None)
+            answer = _get(f"{url}/api/dashboard")  # no token: reads are public
+            assert answer.status_code == 200
+            assert by_name(answer.json()["ecosystems"])["homebrew"]["stale_after_seconds"] == 6 * 3600
+            assert (
+                requests.post(f"{url}/batch-metrics", json=next(batches(NOW)), timeout=30).status_code == 401
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
