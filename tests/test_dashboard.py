@@ -406,3 +406,19 @@ def test_app_from_env_takes_the_dashboards_settings_from_the_environment(tmp_pat
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_metrics_speak_openmetrics_when_asked(storage: Storage, token: str) -> None:
+    seed(storage, datetime.now(UTC))
+    with running(storage, [token]) as url:
+        answer = requests.get(
+            f"{url}/metrics",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/openmetrics-text; version=1.0.0",
+            },
+            timeout=30,
+        )
+    assert answer.headers["content-type"].startswith("application/openmetrics-text")
+    assert answer.text.endswith("# EOF\n")
+    assert 'batch_metrics_ecosystem_stale{ecosystem="npm"} 1.0' in answer.text
