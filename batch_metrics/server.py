@@ -7,9 +7,9 @@ JSON `{"error": ..., "request_id": ...}` on 500.
 
 How routes and auth fit together (for anyone adding routes, e.g. the dashboard):
 
-- `create_app()` builds the route list in one place: `_routes(...)` for the endpoint's own routes,
-  then `+ extra` routes (the dashboard's are added there, one line). Every route shares
-  `app.state.storage` (the database) and `app.state.guard` (the tokens).
+- `create_app()` builds the route list in one place: `Endpoint.routes()` for the endpoint's own
+  routes, then the dashboard's (`dashboard_http.routes`). Every route shares `app.state.storage`
+  (the database) and `app.state.guard` (the tokens).
 - `Guard` is the only auth check. `guard.check_write(request)` demands exactly
   `Authorization: Bearer <token>` (any other scheme is 401) and raises 401 otherwise;
   `guard.check_read(request)` does the same unless the server runs with `public_read`, which opens

@@ -129,13 +129,13 @@ def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any
     )  # fmt: skip
 
 
-def result_rows(run_id: int, payload: BatchPayload) -> list[tuple[Any, ...]]:
-    """Rows in RESULT_COLUMNS order; one comprehension, the only per-row Python work of an upload."""
-    return [
+def result_rows(run_id: int, payload: BatchPayload) -> Iterator[tuple[Any, ...]]:
+    """Rows in RESULT_COLUMNS order, made as the driver takes them (never all at once in memory)."""
+    return (
         (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
          r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
         for r in payload["results"]
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
@@ -176,7 +176,7 @@ class SQLStorage(ABC):
         """A connection for reading."""
 
     @abstractmethod
-    def _insert_results(self, db: Any, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_results(self, db: Any, rows: Iterator[tuple[Any, ...]]) -> None:
         """Bulk-load result rows inside the open transaction."""
 
     @abstractmethod
@@ -324,7 +324,7 @@ class SQLiteStorage(SQLStorage):
             is not None
         )
 
-    def _insert_results(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_results(self, db: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) -> None:
         db.executemany(
             f"INSERT INTO recipe_results ({', '.join(RESULT_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
@@ -377,7 +377,7 @@ class PostgresStorage(SQLStorage):
         row = db.execute("SELECT to_regclass(%s)", (name,)).fetchone()
         return row is not None and row[0] is not None
 
-    def _insert_results(self, db: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+    def _insert_results(self, db: psycopg.Connection[Any], rows: Iterator[tuple[Any, ...]]) -> None:
         with db.cursor() as cursor, cursor.copy(_COPY_RESULTS) as copy:
             for row in rows:
                 copy.write_row(row)
