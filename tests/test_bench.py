@@ -119,7 +119,11 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
                 _assert_measured(cells)
             else:
                 assert cells[1].startswith("n/a: no PostgreSQL"), cells
-    assert len(rows) == 8 + 3 + 2 + 5 + 2 + 2 * len(bench_dashboard.QUERY_NAMES), list(rows)
+    hostile = [name for name in rows if name.startswith("hostile, ")]  # 2 sizes x (time, memory) + growth
+    assert len(hostile) == 5 * len(data.HOSTILE), hostile
+    for name in hostile:
+        _assert_measured(rows[name])
+    assert len(rows) == 8 + 3 + 2 + 5 + 2 + 2 * len(bench_dashboard.QUERY_NAMES) + len(hostile), list(rows)
 
 
 def test_json_report_holds_the_raw_numbers_of_every_row(
