@@ -134,7 +134,7 @@ def test_failure_record_rows_carry_category_and_message(fixtures: Path) -> None:
     }
     afl = got.results[0]
     assert afl.get("error_category") == "recipe_not_found"
-    assert afl.get("error_message") is not None and "not found in homebrew" in afl.get("error_message")
+    assert "not found in homebrew" in (afl.get("error_message") or "")
 
 
 def test_failure_record_ecosystem_falls_back_to_the_package_prefix(tmp_path: Path) -> None:
@@ -268,10 +268,10 @@ def test_bazel_suite_log_joins_its_only_failure(fixtures: Path) -> None:
         "failed",
         "error",
     )
-    assert row.get("error_message") is not None
-    assert row.get("error_message").startswith("exited with error code 1\nGenerated test.log")
-    assert "ModuleNotFoundError: No module named 'non_existent_package'" in row.get("error_message")
-    assert row.get("error_message").endswith("Generated test.err")
+    message = row.get("error_message") or ""
+    assert message.startswith("exited with error code 1\nGenerated test.log")
+    assert "ModuleNotFoundError: No module named 'non_existent_package'" in message
+    assert message.endswith("Generated test.err")
 
 
 def test_junit_platform_from_properties(tmp_path: Path) -> None:
@@ -601,9 +601,9 @@ def test_error_messages_are_bounded_keeping_both_ends(tmp_path: Path) -> None:
     )
     got = collect("*", tmp_path, max_message_chars=500)
     for row in got.results:
-        assert row.get("error_message") is not None and len(row.get("error_message")) == 500
-        assert row.get("error_message").startswith("START") and row.get("error_message").endswith("END")
-        assert f"[... {len(log) - 500} characters cut ...]" in row.get("error_message")
+        message = row.get("error_message") or ""
+        assert len(message) == 500 and message.startswith("START") and message.endswith("END")
+        assert f"[... {len(log) - 500} characters cut ...]" in message
 
 
 # --- the small pieces ---------------------------------------------------------------------------------
