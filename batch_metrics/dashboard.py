@@ -149,7 +149,9 @@ def update_rollups(db: Any, mark: str, run_id: int, payload: Mapping[str, Any]) 
         f"SELECT recipe_name, platform, result FROM recipe_latest WHERE ecosystem = {mark}", (ecosystem,)
     ).fetchall()
     previous = {(name, platform): result for name, platform, result in latest}
-    changed = [(key, result) for key, result in results.items() if previous.get(key) != result]
+    # In key order: two batches of one ecosystem stored at once lock the rows they share in the
+    # same order, so PostgreSQL never finds them deadlocked.
+    changed = sorted((key, result) for key, result in results.items() if previous.get(key) != result)
     cursor.executemany(
         "INSERT INTO recipe_flips (batch_run_id, recipe_name, platform, result) "
         f"VALUES ({mark}, {mark}, {mark}, {mark})",
