@@ -64,13 +64,9 @@ validation-results array, a JUnit file) counts all or nothing: one that does not
 parse to its end contributes no rows and one warning saying where it broke, so a
 report cut off before its failures never reads as passed.
 
-JUnit XML is read with expat in a streaming pass (time linear in the file, however
-deeply suites nest). A document that declares entities in its DTD is refused (no
-runner writes them; expanded, a few MB become GBs), and the text of a failure or a
-suite log is kept only as far as `max_message_chars` can hold, its start and its end,
-so memory stays bounded whatever one element holds. A testcase with neither `name`
-nor `classname` is named after its suite and position (`<suite>#3`); a suite that
-declares tests but holds no testcase is a warning.
+JSON is read by `jsonstream` (linear however many values are malformed), JUnit by
+`junit` (streamed: DTD entity declarations refused, text bounded), and a file's rows
+are held, warned about and validated by `rows.FileRows`.
 
 Timestamps (record `timestamp`, `updated_at`, a payload's `started_at`, a JUnit
 suite's `timestamp`) are read leniently, without a zone meaning UTC, and the earliest
@@ -81,220 +77,51 @@ becomes `Collection.earliest`. One that names no moment a computer can hold in U
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
-from xml.parsers import expat
 
 from pydantic_core import ValidationError
 from wcmatch import glob as wcglob
 
 from batch_metrics.jsonstream import Problem, json_values
-from batch_metrics.models import PAYLOAD_VALIDATOR, RESULTS_VALIDATOR
+from batch_metrics.junit import read_junit
+from batch_metrics.models import PAYLOAD_VALIDATOR
+from batch_metrics.rows import (
+    MAX_WARNINGS_PER_FILE,
+    Collection,
+    CollectWarning,
+    FileRows,
+    bound_message,
+    brief,
+    normalise_result,
+    parse_timestamp,
+    why,
+)
 
 if TYPE_CHECKING:
-    from batch_metrics.models import BatchPayload, RecipeResult
+    from batch_metrics.models import BatchPayload
+
+__all__ = [  # what callers import from here, wherever it is defined
+    "COLLECTORS",
+    "FORMATS",
+    "MAX_WARNINGS_PER_FILE",
+    "CollectWarning",
+    "Collection",
+    "bound_message",
+    "collect",
+    "find_files",
+    "normalise_result",
+    "parse_timestamp",
+]
 
 FORMATS = ("payload", "validation-results", "ndjson", "failure-records", "junit")
-MAX_WARNINGS_PER_FILE = 20
-
-RESULT_SPELLINGS = {
-    **dict.fromkeys(("pass", "passed", "success", "succeeded", "ok"), "passed"),
-    **dict.fromkeys(("fail", "failed", "failure", "error", "errored"), "failed"),
-    **dict.fromkeys(("skip", "skipped", "disabled", "notrun"), "skipped"),
-}
 _GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NODIR
-_CUT_MARK = "\n[... {} characters cut ...]\n"
 _HEAD_BYTES = 8192
-_XML_CHUNK = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 _BLANK = b" \t\r\n"
 _NEXT_VALUE = "skipped to the next value"
-_ALL_OR_NOTHING = "a whole document counts all or nothing: nothing collected from this file"
-
-
-@dataclass(frozen=True)
-class CollectWarning:
-    path: str  # workspace-relative; empty for a warning about the patterns themselves
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.message}" if where else self.message
-
-
-@dataclass
-class Collection:
-    results: list[RecipeResult] = field(default_factory=list)
-    warnings: list[CollectWarning] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    earliest: datetime | None = None
-    payloads: list[BatchPayload] = field(default_factory=list)
-
-
-def normalise_result(value: object) -> str | None:
-    """`passed`, `failed` or `skipped` for a known spelling of an outcome, else None."""
-    if not isinstance(value, str):
-        return None
-    return RESULT_SPELLINGS.get(value) or RESULT_SPELLINGS.get(value.strip().lower())
-
-
-def _local_time(value: object) -> datetime | None:
-    """The datetime a timestamp text spells, in its own zone (None: no zone), else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().upper()
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        date, sep, clock = text.partition("T")
-        if sep and clock[2:3] == "-" and clock[5:6] == "-":
-            clock = f"{clock[:2]}:{clock[3:5]}:{clock[6:]}"
-        try:
-            parsed = datetime.fromisoformat(date + sep + clock)
-        except ValueError:
-            return None
-    return parsed
-
-
-def _in_utc(moment: datetime) -> datetime:
-    """The moment in UTC; OverflowError when that falls outside years 1-9999."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def parse_timestamp(value: object) -> datetime | None:
-    """A UTC datetime from RFC 3339 or the near misses pipelines write, else None.
-
-    Accepted besides ISO 8601: dashes in the time (`2026-03-08T01-58-35Z`, tsuku's
-    `updated_at`), more than 6 fractional digits, lower-case `t` and `z`, no zone (UTC).
-    None also for a time whose UTC falls outside years 1-9999 (`0001-01-01T00:00:00+01:00`).
-    """
-    moment = _local_time(value)
-    if moment is None:
-        return None
-    try:
-        return _in_utc(moment)
-    except OverflowError:
-        return None
-
-
-def bound_message(message: str | None, limit: int, dropped: int = 0) -> str | None:
-    """At most `limit` characters: the start and the end of a long log, and how much was cut.
-
-    `dropped`: characters already cut from the middle of `message` (text streamed past).
-    """
-    if message is None or (len(message) <= limit and not dropped):
-        return message
-    mark = _CUT_MARK.format(max(len(message) - limit, 0) + dropped)
-    keep = max(limit - len(mark), 0)
-    head = keep - keep // 2
-    return (message[:head] + mark + message[len(message) - keep // 2 :])[:limit]
-
-
-def _show(value: object, limit: int = 80) -> str:
-    """A value for a warning: the start of a string, else only its JSON type (never a huge repr)."""
-    return repr(value[:limit]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
-
-
-def _why(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return f"{type(error).__name__}: {error}"[:200]
-
-
-class FileRows:
-    """The rows of one file and the line each came from, validated in one pass at the end."""
-
-    def __init__(self, display: str, collection: Collection, ecosystem: str, limit: int) -> None:
-        self.display = display
-        self.collection = collection
-        self.ecosystem = ecosystem
-        self.limit = limit
-        self.rows: list[dict[str, Any]] = []
-        self.lines: list[int | None] = []
-        self.stamps: dict[str, int | None] = {}  # each timestamp text and the first line it is on
-        self.warned = 0
-        self.line: int | None = None  # where reading is, for a failure nobody foresaw
-        self.whole = False  # a whole document: all its rows or none
-
-    def warn(self, line: int | None, message: str) -> None:
-        if self.warned < MAX_WARNINGS_PER_FILE:
-            self.collection.warnings.append(CollectWarning(self.display, line, message))
-        self.warned += 1
-
-    def add(self, line: int | None, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.lines.append(line)
-
-    def stamp(self, line: int | None, value: object) -> None:
-        if isinstance(value, str):
-            self.stamps.setdefault(value, line)
-
-    def reject(self, line: int | None, reason: str) -> None:
-        """A whole document that cannot be read to its end: one warning, and none of its rows."""
-        self.warn(line, f"{reason}; {_ALL_OR_NOTHING}")
-        self.rows, self.lines, self.stamps = [], [], {}
-
-    def fail(self, error: BaseException) -> None:
-        """What an unforeseen failure costs: a document all of it, a line format what follows."""
-        if self.whole:
-            self.reject(self.line, f"cannot be read ({_why(error)})")
-        elif self.line is None:
-            self.warn(None, f"cannot be read ({_why(error)}); nothing collected from this file")
-        else:
-            self.warn(self.line, f"cannot be read past here ({_why(error)}); the lines before it are kept")
-
-    def finish(self) -> None:
-        """Validate every row at once and add the file's share to the collection, or add nothing.
-
-        A row that fails validation is dropped with a warning naming its line and its
-        position among the file's rows.
-        """
-        rows = self.rows
-        try:
-            results = RESULTS_VALIDATOR.validate_python(rows)
-        except ValidationError as error:
-            bad: dict[int, str] = {}
-            for problem in error.errors(include_url=False):
-                index = int(problem["loc"][0])
-                where = ".".join(map(str, problem["loc"][1:]))
-                bad.setdefault(index, f"{where}: {problem['msg']}")
-            for index, reason in bad.items():
-                name = _show(rows[index].get("recipe_name"))
-                self.warn(self.lines[index], f"row {index + 1} ({name}): {reason}; row skipped")
-            results = RESULTS_VALIDATOR.validate_python(
-                [row for index, row in enumerate(rows) if index not in bad]
-            )
-        earliest = self._earliest()
-        self.collection.results.extend(results)
-        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
-            self.collection.earliest = earliest
-        self.note_hidden_warnings()
-
-    def note_hidden_warnings(self) -> None:
-        if self.warned > MAX_WARNINGS_PER_FILE:
-            hidden = self.warned - MAX_WARNINGS_PER_FILE
-            self.collection.warnings.append(
-                CollectWarning(self.display, None, f"{hidden} more warnings in this file not shown")
-            )
-            self.warned = MAX_WARNINGS_PER_FILE
-
-    def _earliest(self) -> datetime | None:
-        moments = []
-        for text, line in self.stamps.items():
-            local = _local_time(text)
-            if local is None:
-                continue  # not a timestamp: read leniently, as before
-            try:
-                moments.append(_in_utc(local))
-            except OverflowError:
-                self.warn(line, f"timestamp {_show(text)} is out of range in UTC; ignored, the row is kept")
-        return min(moments, default=None)
 
 
 def _keys_of(value: Any) -> str:
@@ -393,7 +220,7 @@ def _record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, 
     else:
         found = normalise_result(status)
         if found is None:
-            return f"unknown status {_show(status, 40)} (expected pass, fail or skipped)"
+            return f"unknown status {brief(status, 40)} (expected pass, fail or skipped)"
         result = found
     row = {
         "recipe_name": record.get("recipe"),
@@ -491,7 +318,7 @@ class NdjsonCollector:
                 else:
                     row = f"not a per-record line with a recipe ({_keys_of(value)})"
             except Exception as error:
-                row = f"cannot be read ({_why(error)})"
+                row = f"cannot be read ({why(error)})"
             if isinstance(row, str):
                 rows.warn(line, f"{row}; skipped")
             else:
@@ -515,7 +342,7 @@ class FailureRecordsCollector:
                 self._read_record(line, record, rows)
             except Exception as error:
                 del rows.rows[kept:], rows.lines[kept:]
-                rows.warn(line, f"cannot be read ({_why(error)}); skipped")
+                rows.warn(line, f"cannot be read ({why(error)}); skipped")
 
     def _read_record(self, line: int, record: Any, rows: FileRows) -> None:
         failures = record.get("failures") if isinstance(record, dict) else None
@@ -558,254 +385,8 @@ class JunitCollector:
         return source.start == b"<"
 
     def read(self, source: Source, rows: FileRows) -> None:
-        rows.whole = True
         source.stream.seek(0)
-        reader = _JunitReader(rows)
-        try:
-            reader.parse(source.stream)
-        except _NotJunit as error:
-            rows.warn(1, f"<{error.tag[:40]}> is not JUnit XML (no testsuites or testsuite root); skipped")
-        except _EntityDeclared as error:
-            rows.reject(error.line, f"declares the entity {error.name[:40]!r} in its DTD, which is refused")
-        except expat.ExpatError as error:
-            rows.reject(error.lineno, f"malformed XML: {error}")
-
-
-class _NotJunit(Exception):
-    def __init__(self, tag: str) -> None:
-        super().__init__(tag)
-        self.tag = tag
-
-
-class _EntityDeclared(Exception):
-    def __init__(self, name: str, line: int) -> None:
-        super().__init__(name)
-        self.name, self.line = name, line
-
-
-class _Text:
-    """The character data of one element, holding only what `bound_message` keeps: its start and end."""
-
-    __slots__ = ("dropped", "head", "limit", "tail")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.head = ""
-        self.tail = ""
-        self.dropped = 0  # characters streamed past between head and tail
-
-    def add(self, data: str) -> None:
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-            if not data:
-                return
-        tail = self.tail + data
-        if len(tail) > self.limit:
-            self.dropped += len(tail) - self.limit
-            tail = tail[-self.limit :]
-        self.tail = tail
-
-    def value(self) -> str:
-        return self.head + self.tail
-
-
-class _Suite:
-    __slots__ = (
-        "cases",
-        "declared",
-        "depth",
-        "failed_before",
-        "first_row",
-        "index",
-        "line",
-        "logs",
-        "name",
-        "timestamp",
-    )  # fmt: skip
-
-    def __init__(self, attrs: dict[str, str], line: int, depth: int, index: int, first_row: int,
-                 failed_before: int) -> None:  # fmt: skip
-        self.name = attrs.get("name") or "testsuite"
-        self.line, self.depth, self.index = line, depth, index
-        self.first_row, self.failed_before = first_row, failed_before
-        self.cases = 0
-        self.declared = attrs.get("tests")
-        self.timestamp = attrs.get("timestamp")
-        self.logs: list[_Text] = []
-
-
-class _JunitReader:
-    """One JUnit file, streamed through expat's handlers into rows.
-
-    Every element costs O(1): a suite's platform reaches its testcases through a table
-    resolved once at the end, and "the suite's only failure" is told by counting, so
-    deeply nested suites stay linear. Text is kept in `_Text`, bounded.
-    """
-
-    def __init__(self, rows: FileRows) -> None:
-        self.rows = rows
-        self.parser = expat.ParserCreate()
-        self.parser.buffer_text = True
-        self.parser.buffer_size = _XML_CHUNK
-        self.parser.StartElementHandler = self._start
-        self.parser.EndElementHandler = self._end
-        self.parser.CharacterDataHandler = self._characters
-        self.parser.EntityDeclHandler = self._entity_declared
-        self.depth = 0
-        self.open: list[_Suite] = []  # the suites being read, innermost last
-        self.parents: list[int] = []  # of every suite, in order: its parent's index (-1: none)
-        self.platforms: list[str | None] = []  # of every suite, in order: its own platform property
-        self.loose_cases = 0  # testcases right under <testsuites>
-        self.case: dict[str, str] | None = None
-        self.case_line = self.case_depth = 0
-        self.problem: tuple[str, dict[str, str], _Text] | None = None
-        self.skipped = False
-        self.case_platform: str | None = None
-        self.text: _Text | None = None
-        self.text_depth = 0
-        self.failed = 0
-        self.last_failed: dict[str, Any] | None = None
-        self.unplaced: list[tuple[dict[str, Any], int]] = []  # rows waiting for their suite's platform
-
-    def parse(self, stream: BinaryIO) -> None:
-        parser = self.parser
-        try:
-            while chunk := stream.read(_XML_CHUNK):
-                self.rows.line = parser.CurrentLineNumber
-                parser.Parse(chunk, False)
-            parser.Parse(b"", True)
-        finally:
-            # The parser holds this reader's handlers and the reader the parser: break the
-            # cycle, or each file's parser lives on while the cyclic GC is paused.
-            del self.parser
-        self._place_rows()
-
-    def _entity_declared(self, name: str, *_: object) -> None:
-        raise _EntityDeclared(name, self.parser.CurrentLineNumber)
-
-    def _characters(self, data: str) -> None:
-        if self.text is not None:
-            self.text.add(data)
-
-    def _keep_text(self) -> _Text:
-        self.text, self.text_depth = _Text(self.rows.limit), self.depth
-        return self.text
-
-    def _start(self, tag: str, attrs: dict[str, str]) -> None:
-        if self.depth == 0 and tag not in ("testsuites", "testsuite"):
-            raise _NotJunit(tag)
-        self.depth += 1
-        if self.case is not None:
-            self._case_child(tag, attrs)
-        elif tag == "testcase":
-            self.case, self.case_line, self.case_depth = attrs, self.parser.CurrentLineNumber, self.depth
-            self.problem, self.skipped, self.case_platform = None, False, None
-        elif tag == "testsuite":
-            index, line = len(self.parents), self.parser.CurrentLineNumber
-            self.parents.append(self.open[-1].index if self.open else -1)
-            self.platforms.append(None)
-            self.open.append(_Suite(attrs, line, self.depth, index, len(self.rows.rows), self.failed))
-        elif self.open:
-            suite = self.open[-1]
-            if tag in ("system-out", "system-err") and self.depth == suite.depth + 1:
-                suite.logs.append(self._keep_text())
-            elif tag == "property" and attrs.get("name") == "platform" and attrs.get("value"):
-                self.platforms[suite.index] = attrs["value"]
-
-    def _case_child(self, tag: str, attrs: dict[str, str]) -> None:
-        if tag in ("failure", "error"):
-            if self.problem is None or (tag == "error" and self.problem[0] == "failure"):
-                self.problem = (tag, attrs, self._keep_text())
-        elif tag == "skipped":
-            self.skipped = True
-        elif tag == "property" and attrs.get("name") == "platform" and attrs.get("value"):
-            self.case_platform = attrs["value"]
-
-    def _end(self, tag: str) -> None:
-        if self.text is not None and self.depth == self.text_depth:
-            self.text = None
-        if self.case is not None:
-            if self.depth == self.case_depth:
-                self._end_case(self.case)
-                self.case = None
-        elif tag == "testsuite":
-            self._end_suite(self.open.pop())
-        self.depth -= 1
-
-    def _case_name(self, attrs: dict[str, str]) -> str:
-        name, classname = attrs.get("name") or "", attrs.get("classname") or ""
-        if self.open:
-            suite = self.open[-1]
-            suite.cases += 1
-            where, position = suite.name, suite.cases
-        else:
-            self.loose_cases += 1
-            where, position = "testsuites", self.loose_cases
-        if classname and name:
-            return f"{classname}.{name}"
-        return name or classname or f"{where}#{position}"
-
-    def _end_case(self, attrs: dict[str, str]) -> None:
-        rows = self.rows
-        row: dict[str, Any] = {"recipe_name": self._case_name(attrs), "ecosystem": rows.ecosystem,
-                               "result": "passed"}  # fmt: skip
-        if self.problem is not None:
-            tag, problem, text = self.problem
-            row["result"] = "failed"
-            row["error_category"] = problem.get("type") or tag
-            message = "\n".join(part for part in (problem.get("message"), text.value().strip()) if part)
-            row["error_message"] = bound_message(message, rows.limit, text.dropped) if message else None
-            self.failed += 1
-            self.last_failed = row
-        elif self.skipped:
-            row["result"] = "skipped"
-        else:
-            status = attrs.get("status")
-            if status:  # no <failure>, <error> or <skipped> decided it
-                row["result"] = normalise_result(status) or "passed"
-        time = attrs.get("time")
-        if time:
-            try:
-                seconds = float(time)
-            except ValueError:
-                seconds = math.nan
-            if 0.0 <= seconds < math.inf:  # NaN, infinities and negatives are "not given"
-                row["duration_seconds"] = seconds
-        if self.case_platform:
-            row["platform"] = self.case_platform
-        elif self.open:
-            self.unplaced.append((row, self.open[-1].index))
-        rows.add(self.case_line, row)
-
-    def _end_suite(self, suite: _Suite) -> None:
-        """What a suite says about all its testcases: its timestamp, its log, or that it lost them."""
-        rows = self.rows
-        rows.stamp(suite.line, suite.timestamp)
-        if suite.logs and self.failed - suite.failed_before == 1 and self.last_failed is not None:
-            log = "\n".join(text for text in (kept.value().strip() for kept in suite.logs) if text)
-            row = self.last_failed
-            message = "\n".join(filter(None, (row.get("error_message"), log)))
-            dropped = sum(kept.dropped for kept in suite.logs)
-            row["error_message"] = bound_message(message, rows.limit, dropped) if message else None
-        if len(rows.rows) == suite.first_row and (suite.declared or "0").strip() not in ("", "0"):
-            rows.warn(
-                suite.line,
-                f"testsuite {_show(suite.name)} declares tests={_show(suite.declared, 12)} but holds no "
-                "testcase; none counted",
-            )
-
-    def _place_rows(self) -> None:
-        """Give each testcase without a platform of its own the one of its nearest suite that has one."""
-        platforms = self.platforms
-        for index, parent in enumerate(self.parents):  # a parent always comes before its children
-            if platforms[index] is None and parent >= 0:
-                platforms[index] = platforms[parent]
-        for row, suite_index in self.unplaced:
-            platform = platforms[suite_index]
-            if platform:
-                row["platform"] = platform
+        read_junit(source.stream, rows)
 
 
 COLLECTORS: dict[str, Collector] = {
@@ -878,7 +459,7 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
     try:
         stream = path.open("rb")
     except OSError as error:
-        rows.warn(None, f"cannot read: {_why(error)}")
+        rows.warn(None, f"cannot read: {why(error)}")
         return
     with stream:
         rows.collection.files.append(rows.display)
@@ -914,7 +495,7 @@ def _collect_file(path: Path, fmt: str, rows: FileRows) -> None:
     try:
         rows.finish()
     except Exception as error:  # validating what was read failed: the file adds nothing
-        rows.warn(rows.line, f"cannot be read ({_why(error)}); nothing collected from this file")
+        rows.warn(rows.line, f"cannot be read ({why(error)}); nothing collected from this file")
         rows.note_hidden_warnings()
 
 
