@@ -18,7 +18,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 # Wheels only, every file checked against its pinned hash: nothing is compiled, so no build tools
-# enter the image. image.txt is the action's requirements plus the endpoint's (waitress, psycopg).
+# enter the image. image.txt is the action's requirements plus the endpoint's (Starlette, Hypercorn, psycopg).
 COPY requirements/image.txt /tmp/requirements.txt
 RUN python -m pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
