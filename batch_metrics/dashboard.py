@@ -314,6 +314,19 @@ def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def platform_days(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
+    """Per platform and UTC day in the window: the success rate over time, platform by platform."""
+    where, params = window.runs()
+    rows = storage.query(
+        "SELECT r.ecosystem, p.platform, substr(r.started_at, 1, 10) AS day, sum(p.passed) AS passed,"
+        " sum(p.failed) AS failed FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id"
+        f" WHERE {where} GROUP BY r.ecosystem, p.platform, substr(r.started_at, 1, 10)"
+        " ORDER BY r.ecosystem, p.platform, day",
+        params,
+    )
+    return [{**row, "success_rate": _rate(row["passed"], row["failed"])} for row in rows]
+
+
 def _top_failures(
     storage: SQLStorage, window: Window, table: str, column: str, limit: int
 ) -> list[dict[str, Any]]:

@@ -82,6 +82,8 @@ def routes(
             "ecosystems": dashboard.ecosystems(storage, window, stale_after),
             "daily": dashboard.daily(storage, window),
             "platforms": dashboard.platforms(storage, window),
+            # Per platform and day only for one ecosystem: for all of them it would outweigh the page.
+            "platform_days": dashboard.platform_days(storage, window) if window.ecosystem else [],
             "failing_recipes": dashboard.failing_recipes(storage, window),
             "error_categories": dashboard.error_categories(storage, window),
             "flaky_recipes": dashboard.flaky_recipes(storage, window),

@@ -55,6 +55,15 @@ class PlatformRate(_Answer):
     minutes: float = Field(description="Summed `duration_seconds` of the platform's rows, in minutes.")
 
 
+class PlatformDay(_Answer):
+    ecosystem: str
+    platform: str
+    day: str = Field(description="UTC day of `started_at`, YYYY-MM-DD.")
+    passed: int
+    failed: int
+    success_rate: float
+
+
 class FailureCount(_Answer):
     ecosystem: str
     name: str = Field(description="The recipe, or the error category ('' for failures without one).")
@@ -81,6 +90,9 @@ class DashboardSummary(_Answer):
     ecosystems: list[EcosystemStatus]
     daily: list[DayPoint]
     platforms: list[PlatformRate]
+    platform_days: list[PlatformDay] = Field(
+        description="The success rate per platform and day: only with `ecosystem`, else empty."
+    )
     failing_recipes: list[FailureCount]
     error_categories: list[FailureCount]
     flaky_recipes: list[FlakyRecipe]

@@ -27,6 +27,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TOKEN = secrets.token_urlsafe(24)
+expect.set_options(timeout=20_000)  # waits, not sleeps: generous for a machine busy with other work
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +133,17 @@ def test_window_and_ecosystem_live_in_the_query_string(browser: Browser, server:
     expect(page).to_have_url(f"{server.url}/?days=7&ecosystem=npm")
     expect(page.locator("#ecosystems-table tbody tr")).to_have_count(1)
     assert cells(page, "ecosystems-table")[0][0] == "npm"
+    page.select_option("#ecosystem", "homebrew")  # one ecosystem: the rate chart's lines are its platforms
+    expect(page.locator("#rate-title")).to_have_text("Success rate per day on each platform: homebrew")
+    assert page.locator("#rate-panel .legend li").all_inner_texts() == ["darwin", "linux"]
+    page.click("#rate-panel summary")  # the table behind the chart
+    assert cells(page, "rate-table")[-1][1:] == ["66.7% (1 failed)", "50.0% (2 failed)"]  # last night
 
     shared = open_dashboard(browser, f"{server.url}/?days=90&ecosystem=cargo")  # a shared URL
     assert shared.locator("#days").input_value() == "90"
     assert shared.locator("#ecosystem").input_value() == "cargo"
     assert [row[0] for row in cells(shared, "failing-table")] == ["ripgrep"]
+    page.go_back()
     page.go_back()
     expect(page).to_have_url(f"{server.url}/?days=7")
     expect(page.locator("#ecosystems-table tbody tr")).to_have_count(3)

@@ -116,6 +116,18 @@ def test_per_platform_breakdown(seeded: Storage) -> None:
     assert (rows["cargo", "linux"]["passed"], rows["cargo", "linux"]["failed"]) == (8, 4)
 
 
+def test_per_platform_success_rate_per_day(seeded: Storage) -> None:
+    days = dashboard.platform_days(seeded, Window(days=7, ecosystem="homebrew", now=NOW))
+    last = {row["platform"]: row for row in days if row["day"] == "2026-11-29"}
+    assert (last["darwin"]["passed"], last["darwin"]["failed"], last["darwin"]["success_rate"]) == (
+        2,
+        1,
+        0.6667,
+    )
+    assert (last["linux"]["passed"], last["linux"]["failed"], last["linux"]["success_rate"]) == (2, 2, 0.5)
+    assert len(days) == 2 * 6 and {row["ecosystem"] for row in days} == {"homebrew"}
+
+
 def test_top_failing_recipes_with_counts_and_trend(seeded: Storage) -> None:
     top = dashboard.failing_recipes(seeded, Window(days=30, now=NOW))
     # The window's second half starts 2026-11-15T12:00Z: homebrew nights 6-19 (of 0-19) are "recent".
@@ -266,8 +278,13 @@ def test_the_json_answers_have_the_documented_shapes(storage: Storage, token: st
         assert {row.ecosystem for row in summary.ecosystems} == {"homebrew", "npm", "cargo"}
         assert [row.recipe_name for row in summary.flaky_recipes] == ["flaky"]
         assert summary.failing_recipes[0].name == "broken"
+        assert summary.platform_days == []  # per platform and day only for one ecosystem
         only = DashboardSummary.model_validate(_get(f"{url}/api/dashboard", token, ecosystem="npm").json())
         assert [row.ecosystem for row in only.ecosystems] == ["npm"] and only.ecosystems[0].stale
+        assert {(row.platform, row.success_rate) for row in only.platform_days} >= {
+            ("linux", 1.0),
+            ("linux", 0.5),
+        }
         recipe = RecipeHistory.model_validate(_get(f"{url}/api/dashboard/recipe", token, name=HOSTILE).json())
         assert [row.result for row in recipe.history] == ["failed"] * 5
         run = RunFailures.model_validate(_get(f"{url}/api/dashboard/runs/{recipe.history[-1].batch_run_id}",

@@ -157,13 +157,15 @@ function windowDays(generatedAt, count) {
   return days;
 }
 
-function seriesOf(daily, value, text) {
-  const byEcosystem = new Map();
+// One line per value of `key` (the ecosystem, or the platform): its points by day.
+function seriesOf(daily, value, text, key = (point) => point.ecosystem) {
+  const lines = new Map();
   for (const point of daily) {
-    if (!byEcosystem.has(point.ecosystem)) byEcosystem.set(point.ecosystem, []);
-    byEcosystem.get(point.ecosystem).push({ day: point.day, value: value(point), text: text(point) });
+    const name = key(point);
+    if (!lines.has(name)) lines.set(name, []);
+    lines.get(name).push({ day: point.day, value: value(point), text: text(point) });
   }
-  return [...byEcosystem].map(([name, points]) =>
+  return [...lines].map(([name, points]) =>
     ({ name, points, byDay: new Map(points.map((point) => [point.day, point])) }));
 }
 
@@ -198,9 +200,15 @@ function drawTables(summary) {
 
 function drawCharts(summary) {
   const days = windowDays(summary.generated_at, summary.days);
+  // For one ecosystem the lines are its platforms: the per-platform breakdown over time.
+  const byPlatform = Boolean(summary.ecosystem);
+  $("rate-title").textContent = byPlatform ? `Success rate per day on each platform: ${summary.ecosystem}`
+    : "Success rate per day";
   lineChart($("rate-chart"), $("rate-table"), days,
-    seriesOf(summary.daily, (p) => p.success_rate, (p) => `${percent(p.success_rate)} (${p.failed} failed)`),
-    { max: 1, label: "Success rate per ecosystem and day", unit: "%" });
+    seriesOf(byPlatform ? summary.platform_days : summary.daily, (p) => p.success_rate,
+      (p) => `${percent(p.success_rate)} (${p.failed} failed)`,
+      byPlatform ? (p) => p.platform || "(none)" : undefined),
+    { max: 1, label: `Success rate per ${byPlatform ? "platform" : "ecosystem"} and day`, unit: "%" });
   const minutes = (p) => p.macos_minutes + p.linux_minutes;
   const most = Math.max(1, ...summary.daily.map(minutes));
   lineChart($("minutes-chart"), $("minutes-table"), days,
