@@ -74,6 +74,7 @@ CREATE TABLE recipe_flips (
     platform TEXT NOT NULL,
     result TEXT NOT NULL
 );
+CREATE INDEX idx_recipe_latest_covering ON recipe_latest(ecosystem, recipe_name, platform, result);
 CREATE INDEX idx_recipe_flips_batch_run_id ON recipe_flips(batch_run_id);
 CREATE INDEX idx_batch_runs_started_at ON batch_runs(started_at);
 CREATE INDEX idx_recipe_results_failed ON recipe_results(batch_run_id) WHERE result = 'failed';
@@ -151,7 +152,7 @@ def update_rollups(db: Any, mark: str, run_id: int, payload: Mapping[str, Any]) 
     previous = {(name, platform): result for name, platform, result in latest}
     # In key order: two batches of one ecosystem stored at once lock the rows they share in the
     # same order, so PostgreSQL never finds them deadlocked.
-    changed = sorted((key, result) for key, result in results.items() if previous.get(key) != result)
+    changed = sorted(results.items() - previous.items())  # new keys and changed results, in C
     cursor.executemany(
         "INSERT INTO recipe_flips (batch_run_id, recipe_name, platform, result) "
         f"VALUES ({mark}, {mark}, {mark}, {mark})",
