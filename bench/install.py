@@ -52,6 +52,7 @@ def _runner_env(job: Path, workspace: Path) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("GITHUB_", "INPUT_", "RUNNER_", "BATCH_METRICS_", "UV_", "VIRTUAL_ENV"))
+        and key != "PYTHONDONTWRITEBYTECODE"  # a runner does not set it: the run step keeps its bytecode
     }
     return keep | {
         "RUNNER_TEMP": str(job / "temp"),

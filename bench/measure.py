@@ -72,11 +72,16 @@ def cli_command() -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without anything that would make the CLI act as a GitHub Actions step."""
+    """This environment without anything that would make the CLI act as a GitHub Actions step.
+
+    Also without PYTHONDONTWRITEBYTECODE (some machines set it): an installed CLI has its bytecode
+    compiled, as pip does at install; recompiling every module in every measured run is not its cost.
+    """
     keep = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("GITHUB_", "INPUT_", "RUNNER_", "BATCH_METRICS_"))
+        and key != "PYTHONDONTWRITEBYTECODE"
     }
     return {**keep, **extra}
 
