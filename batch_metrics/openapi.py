@@ -46,24 +46,26 @@ _SERVER_ERROR = _json(
     ServerError, "Unexpected failure; the details are in the server log, under `request_id`."
 )
 _UNAUTHORIZED = _text("Missing or wrong bearer token (also when the server has none configured).")
+# Stored text never holds NUL (PostgreSQL cannot): a filter with one is a 400.
+_TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 _READ_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "batch_id",
         "in": "query",
-        "schema": {"type": "string"},
+        "schema": _TEXT,
         "description": "Only runs of this batch.",
     },
-    {"name": "ecosystem", "in": "query", "schema": {"type": "string"}},
+    {"name": "ecosystem", "in": "query", "schema": _TEXT},
     {
         "name": "since",
         "in": "query",
-        "schema": {"type": "string"},
+        "schema": _TEXT,
         "description": "Runs with `started_at` at or after this RFC 3339 time (compared as text).",
     },
     {
         "name": "until",
         "in": "query",
-        "schema": {"type": "string"},
+        "schema": _TEXT,
         "description": "Runs with `started_at` before this RFC 3339 time (compared as text).",
     },
     {
@@ -173,8 +175,6 @@ def _paths() -> dict[str, Any]:
     }
 
 
-# Stored text never holds NUL (PostgreSQL cannot): a filter with one is a 400.
-_TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 _WINDOW_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "days",
