@@ -18,6 +18,7 @@ import errno
 import importlib.util
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -98,6 +99,17 @@ def open_database(target: str, pool_size: int) -> Storage:
     return storage
 
 
+def raise_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: each idle client holds a descriptor, and the
+    usual soft default (1024) would refuse connections long before memory or CPU run short."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        return wanted
+    return soft
+
+
 class Host:
     """Hypercorn serving `app` on a bound socket; `stop()`, from any thread, drains and ends `run()`."""
 
@@ -159,6 +171,7 @@ def serve(
     """Serve until SIGTERM/SIGINT, then finish the requests in flight and return. StartError if it cannot."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     limits = limits or Limits()
+    raise_file_limit()
     sock = bind(host, port)
     try:
         storage = open_database(database_target(db), pool_size)

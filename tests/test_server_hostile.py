@@ -343,6 +343,40 @@ def test_a_thousand_slow_or_idle_connections_delay_nobody_and_are_closed(
         assert time.monotonic() - opened < idle_seconds + 5
 
 
+def test_serve_lifts_its_open_file_limit(tmp_path: Path) -> None:
+    """Started with the common soft limit of 1024 descriptors, `serve` raises it to the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"the hard limit here is {hard}: nothing to lift")
+    env = {**os.environ, TOKEN_ENV: "t", "PYTHONUNBUFFERED": "1"}
+    serve = [
+        sys.executable,
+        "-m",
+        "batch_metrics.cli",
+        "serve",
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "m.db"),
+    ]
+    argv = ["sh", "-c", 'ulimit -Sn 1024 && exec "$@"', "sh", *serve]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while "serving on" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        limits = Path(f"/proc/{process.pid}/limits").read_text().splitlines()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    open_files = next(line.split()[3:5] for line in limits if line.startswith("Max open files"))
+    expected = "65536" if hard == resource.RLIM_INFINITY else str(hard)
+    assert open_files[0] == expected, open_files
+
+
 # --- 5. Logs and PostgreSQL ------------------------------------------------------------------------------
 
 
