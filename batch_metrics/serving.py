@@ -126,7 +126,7 @@ class Host:
         self.config = Config()
         self.config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns the socket from here on
         # Wall-clock: a connection with no request in progress (idle, or still sending its header)
-        # is closed this long after it went quiet or connected, however it trickles.
+        # is closed this long after it connected or got its last answer, however it trickles.
         self.config.keep_alive_timeout = idle_seconds
         self.config.graceful_timeout = drain_seconds
         self.config.backlog = 1024
