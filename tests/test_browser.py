@@ -17,10 +17,15 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from batch_metrics.storage import open_storage
+from tests.conftest import need
 from tests.history import HOSTILE, HOSTILE_MESSAGE, batches
 from tests.live import ServeProcess, serve_process
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium here and in .ci/run; the Google Chrome that GitHub's Ubuntu runners ship there.
+CHROMIUM = next(
+    (path for path in map(Path, ("/usr/bin/chromium", "/usr/bin/google-chrome")) if path.exists()),
+    Path("/usr/bin/chromium"),
+)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -45,8 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)", pytrace=False)
+    need(CHROMIUM, "chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
