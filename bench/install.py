@@ -39,7 +39,6 @@ IMAGE = "batch-metrics:test"
 BASE_IMAGE = "localhost/python-standin"
 RESULTS = 1000
 _TARGET = 0.8
-_CONTAINER_ENV = Path("/tmp/container-env")  # where ../shared/tools/container-env keeps its config
 _EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 _CONDITION = re.compile(r"(\S+) (==|!=) '([^']*)'")
 _PIP_INSTALL = ["install", "--require-hashes", "--no-deps", "--only-binary", ":all:",
@@ -211,18 +210,10 @@ def _install_rows(scale: Scale, work: Path) -> list[Row]:
     ]
 
 
-def _podman_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name, file in (("CONTAINERS_CONF", "containers.conf"), ("CONTAINERS_STORAGE_CONF", "storage.conf")):
-        if name not in env and (_CONTAINER_ENV / file).exists():
-            env[name] = str(_CONTAINER_ENV / file)
-    return env
-
-
 def _image_bytes(podman: str, image: str) -> int | None:
     inspected = subprocess.run(
         [podman, "image", "inspect", image, "--format", "{{.Size}}"],
-        capture_output=True, text=True, env=_podman_env(), check=False,
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
     return int(inspected.stdout.strip()) if inspected.returncode == 0 and inspected.stdout.strip() else None
 
@@ -231,7 +222,7 @@ def _image_row() -> Row:
     label = f"Docker image size ({IMAGE})"
     podman = shutil.which("podman")
     if podman is None:
-        return Row.unavailable(label, 'podman not installed (eval "$(../shared/tools/container-env)")')
+        return Row.unavailable(label, "podman not installed (the container tests build the image with it)")
     size, base = _image_bytes(podman, IMAGE), _image_bytes(podman, BASE_IMAGE)
     if size is None or base is None:
         missing = IMAGE if size is None else BASE_IMAGE
