@@ -116,3 +116,38 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- running the image as GitHub's runner runs a Docker action ---------------------------------------
+
+
+def github_dirs(tmp_path: Path, fixtures: Path) -> dict[str, Path]:
+    """The runner's mounts: workspace (holding real result files), home and file_commands under github/."""
+    dirs = {name: tmp_path / "github" / name for name in ("workspace", "home", "file_commands")}
+    for directory in dirs.values():
+        directory.mkdir(parents=True)
+    results = dirs["workspace"] / "results"
+    results.mkdir()
+    shutil.copyfile(fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl")
+    shutil.copyfile(fixtures / "junit/pytest-junit.fail.xml", results / "pytest.xml")
+    return dirs
+
+
+def run_action_container(
+    engine: Engine, image: str, dirs: dict[str, Path], inputs: dict[str, str], network: str = "host"
+) -> subprocess.CompletedProcess[str]:
+    """`docker run` as GitHub's runner does it for a Docker action (mounts, workdir, INPUT_*)."""
+    mounts = ["-v", f"{dirs['workspace']}:/github/workspace", "-v", f"{dirs['home']}:/github/home"]
+    mounts += ["-v", f"{dirs['file_commands']}:/github/file_commands", "-w", "/github/workspace"]
+    variables = {
+        "HOME": "/github/home",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "GITHUB_OUTPUT": "/github/file_commands/set_output",
+        "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_RUN_ATTEMPT": "1",
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+    flags = [part for name, value in variables.items() for part in ("-e", f"{name}={value}")]
+    return engine("run", "--rm", "--network", network, *mounts, *flags, image, timeout=300)

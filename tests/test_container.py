@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, parse_outputs, unused_port, wait_healthy
-from tests.containers import Engine, discover
+from tests.containers import Engine, discover, github_dirs, run_action_container
 
 IMAGE = "batch-metrics:test"
 # A budget for what the image adds to its base: the pinned wheels and the package, no build tools.
@@ -40,18 +40,6 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             instruction, _, arguments = line.strip().partition(" ")
             pairs.append((instruction.upper(), arguments.strip()))
     return pairs
-
-
-def github_dirs(tmp_path: Path, fixtures: Path) -> dict[str, Path]:
-    """The runner's mounts: workspace (holding real result files), home and file_commands under github/."""
-    dirs = {name: tmp_path / "github" / name for name in ("workspace", "home", "file_commands")}
-    for directory in dirs.values():
-        directory.mkdir(parents=True)
-    results = dirs["workspace"] / "results"
-    results.mkdir()
-    shutil.copyfile(fixtures / "tsuku/failures/batch-2026-02-19T14-31-25Z.jsonl", results / "records.jsonl")
-    shutil.copyfile(fixtures / "junit/pytest-junit.fail.xml", results / "pytest.xml")
-    return dirs
 
 
 def test_entrypoint_runs_as_the_container_runs_it(tmp_path: Path, fixtures: Path) -> None:
@@ -173,26 +161,6 @@ def image(engine: Engine) -> str:
         f"{engine.name} build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
     )
     return IMAGE
-
-
-def run_action_container(
-    engine: Engine, image: str, dirs: dict[str, Path], inputs: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """`docker run` as GitHub's runner does it for a Docker action (mounts, workdir, INPUT_*)."""
-    mounts = ["-v", f"{dirs['workspace']}:/github/workspace", "-v", f"{dirs['home']}:/github/home"]
-    mounts += ["-v", f"{dirs['file_commands']}:/github/file_commands", "-w", "/github/workspace"]
-    variables = {
-        "HOME": "/github/home",
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_WORKSPACE": "/github/workspace",
-        "GITHUB_OUTPUT": "/github/file_commands/set_output",
-        "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
-        "GITHUB_RUN_ID": "77",
-        "GITHUB_RUN_ATTEMPT": "1",
-        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
-    }
-    flags = [part for name, value in variables.items() for part in ("-e", f"{name}={value}")]
-    return engine("run", "--rm", "--network", "host", *mounts, *flags, image)
 
 
 @pytest.fixture

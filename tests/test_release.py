@@ -212,7 +212,7 @@ def registry_digest(address: str, repository: str, tag: str) -> str:
 def test_release_publishes_an_image_the_pinned_action_runs(
     registry: str, tmp_path: Path, fixtures: Path, request: pytest.FixtureRequest
 ) -> None:
-    from tests.containers import discover
+    from tests.containers import discover, github_dirs, run_action_container
 
     engine = discover()
     if isinstance(engine, str):
@@ -251,33 +251,11 @@ def test_release_publishes_an_image_the_pinned_action_runs(
     pulled_ref = runs["image"].removeprefix("docker://")
     pulled = engine("pull", *tls, pulled_ref, timeout=300)
     assert pulled.returncode == 0, pulled.stderr
-    github = {name: tmp_path / "github" / name for name in ("workspace", "home", "file_commands")}
-    for directory in github.values():
-        directory.mkdir(parents=True)
-    shutil.copytree(fixtures / "junit", github["workspace"] / "results")
+    github = github_dirs(tmp_path, fixtures)
     # The runner sets INPUT_<NAME> (upper-cased, hyphens kept) for every input: `with:` or default.
-    given = {"results": "results/**/*.xml", "dry-run": "true", "batch-id": "release-1", "ecosystem": "pypi"}
+    given = {"results": "results/**", "dry-run": "true", "batch-id": "release-1", "ecosystem": "pypi"}
     inputs = {name: given.get(name, str(spec["default"])) for name, spec in load(action)["inputs"].items()}
-    variables = {
-        "HOME": "/github/home",
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_WORKSPACE": "/github/workspace",
-        "GITHUB_OUTPUT": "/github/file_commands/set_output",
-        "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
-        "GITHUB_REPOSITORY": "octo/recipes",
-        "GITHUB_RUN_ID": "9",
-        "GITHUB_RUN_ATTEMPT": "1",
-        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
-    }
-    mounts = [f"{github['workspace']}:/github/workspace", f"{github['home']}:/github/home"]
-    mounts.append(f"{github['file_commands']}:/github/file_commands")
-    ran = engine(
-        "run", "--rm", "--network", "none", "--workdir", "/github/workspace",
-        *[part for mount in mounts for part in ("-v", mount)],
-        *[part for name, value in variables.items() for part in ("-e", f"{name}={value}")],
-        pulled_ref,
-        timeout=300,
-    )  # fmt: skip
+    ran = run_action_container(engine, pulled_ref, github, inputs, network="none")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     outputs = parse_outputs((github["file_commands"] / "set_output").read_text(encoding="utf-8"))
     payload = json.loads((github["workspace"] / "batch-metrics-payload.json").read_text(encoding="utf-8"))
