@@ -137,7 +137,10 @@ def listening_addresses(pid: int) -> set[str]:
     """The local addresses of the TCP and UDP sockets `pid` listens or is bound on, from /proc."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing: Caddy opens and closes files as it runs
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     addresses = set()
