@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from batch_metrics.storage import open_storage
 
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\">"
 HOSTILE_CATEGORY = "<b>oops</b>"
@@ -85,3 +88,15 @@ def batches(now: datetime) -> Iterator[dict[str, Any]]:
             night_of.append((day + timedelta(hours=1), ecosystem, night, rows))
     for started, ecosystem, night, rows in sorted(night_of, key=lambda item: (item[0], item[1])):
         yield _payload(ecosystem, started, rows(night), night)
+
+
+def seeded_database(path: Path, now: datetime) -> str:
+    """A migrated SQLite file at `path` holding the generated history up to `now`, as `--db` takes it."""
+    storage = open_storage(str(path))
+    try:
+        storage.migrate()
+        for payload in batches(now):
+            storage.insert_batch(payload, None)  # type: ignore[arg-type]
+    finally:
+        storage.close()
+    return str(path)

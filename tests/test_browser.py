@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from batch_metrics.storage import open_storage
 from tests.conftest import need
-from tests.history import HOSTILE, HOSTILE_MESSAGE, batches
+from tests.history import HOSTILE, HOSTILE_MESSAGE, seeded_database
 from tests.live import ServeProcess, serve_process
 
 # Debian's chromium here and in .ci/run; the Google Chrome that GitHub's Ubuntu runners ship there.
@@ -38,12 +37,7 @@ expect.set_options(timeout=20_000)  # waits, not sleeps: generous for a machine 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     work = tmp_path_factory.mktemp("browser")
-    database = str(work / "metrics.db")
-    storage = open_storage(database)
-    storage.migrate()
-    for payload in batches(datetime.now(UTC)):
-        storage.insert_batch(payload, None)  # type: ignore[arg-type]
-    storage.close()
+    database = seeded_database(work / "metrics.db", datetime.now(UTC))
     with serve_process(database, TOKEN, work / "serve.log") as process:
         yield process
 

@@ -25,7 +25,7 @@ from batch_metrics.dashboard import Window, update_rollups
 from batch_metrics.dashboard_schema import DashboardSummary, RecipeHistory, RunFailures
 from batch_metrics.storage import MIGRATIONS, open_storage
 from tests.conftest import ROOT, unused_port, wait_healthy
-from tests.history import HOSTILE, HOSTILE_CATEGORY, HOSTILE_MESSAGE, batches
+from tests.history import HOSTILE, HOSTILE_CATEGORY, HOSTILE_MESSAGE, batches, seeded_database
 from tests.live import Storage, running, serve_process
 
 pytest_plugins = ["tests.live"]
@@ -343,11 +343,7 @@ def test_metrics_are_prometheus_text_per_ecosystem(storage: Storage, token: str)
 
 def test_serve_flags_open_reading_and_set_the_stale_threshold(tmp_path: Path, token: str) -> None:
     """`batch-metrics serve --public-read --stale-after 6`: the same as create_app's options, from the CLI."""
-    database = str(tmp_path / "metrics.db")
-    stored = open_storage(database)
-    stored.migrate()
-    seed(stored, datetime.now(UTC))
-    stored.close()
+    database = seeded_database(tmp_path / "metrics.db", datetime.now(UTC))
     with serve_process(
         database, token, tmp_path / "serve.log", "--public-read", "--stale-after", "6"
     ) as served:
@@ -393,11 +389,7 @@ def test_a_started_at_that_is_no_time_stays_out_of_every_window(storage: Storage
 
 def test_app_from_env_takes_the_dashboards_settings_from_the_environment(tmp_path: Path, token: str) -> None:
     """`hypercorn 'batch_metrics.server:app_from_env()'` (several workers) cannot take serve's flags."""
-    database = str(tmp_path / "metrics.db")
-    stored = open_storage(database)
-    stored.migrate()
-    seed(stored, datetime.now(UTC))
-    stored.close()
+    database = seeded_database(tmp_path / "metrics.db", datetime.now(UTC))
     port = unused_port()
     env = {**os.environ, "DATABASE_URL": database, TOKEN_ENV: token, "BATCH_METRICS_PUBLIC_READ": "1",
            "BATCH_METRICS_STALE_AFTER_HOURS": "6"}  # fmt: skip
