@@ -1,8 +1,10 @@
 """The queries behind the dashboard at `/`, its JSON endpoints and `/metrics`; the same SQL on both databases.
 
 A year of nightly batches for 10 ecosystems is ~6M `recipe_results` rows, so no query
-here scans that table in full. Migration 4 (`ROLLUP_MIGRATION`) adds what they read instead,
-kept current by `update_rollups` inside each batch's insert transaction:
+here scans that table in full. Migration 4 (`ROLLUP_MIGRATION`) adds what they read instead.
+A batch's insert transaction only queues the batch (`rollup_queue`, migration 5); `roll_up_run`
+adds it to the roll-ups afterwards, off the upload's path, in a transaction of its own that also
+takes it off the queue (see `SQLStorage.roll_up`):
 
 - `run_platforms`: per run and platform, the passed/failed/skipped counts and seconds;
 - `recipe_latest`: per ecosystem, recipe and platform, its last passed/failed result;
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -111,63 +112,43 @@ _BACKFILL = "".join(
     ") latest WHERE n = 1"
 )
 ROLLUP_MIGRATION = _ROLLUP_TABLES + _BACKFILL
-# Failures are counted in SQL through the partial index, which reads only the batch's failed rows.
-_FAILURE_ROLLUPS = tuple(
-    f"INSERT INTO {table} {_RUN_COUNTS[table].format(run='batch_run_id = {mark}')}"
-    for table in ("run_recipe_failures", "run_category_failures")
+# Table for a queue of stored batches whose roll-ups are still to be made (migration 5).
+QUEUE_MIGRATION = "CREATE TABLE rollup_queue (batch_run_id {fk} PRIMARY KEY REFERENCES batch_runs(id))"
+_RUN_ROLLUPS = tuple(
+    f"INSERT INTO {table} {select.format(run='batch_run_id = {mark}')}"
+    for table, select in _RUN_COUNTS.items()
 )
-_COUNTED = {"passed": 0, "failed": 1, "skipped": 2}  # other result strings are stored, and counted nowhere
+# One run's passed/failed result per recipe and platform; listed twice, failed wins ('failed' < 'passed').
+_RUN_RESULTS = (
+    f"SELECT recipe_name, {_PLATFORM} AS platform, min(result) AS result FROM recipe_results"
+    " WHERE batch_run_id = {mark} AND result IN ('passed', 'failed')"
+    f" GROUP BY recipe_name, {_PLATFORM}"
+)
+_FLIPS = (  # params: run id, run id, ecosystem
+    "INSERT INTO recipe_flips (batch_run_id, recipe_name, platform, result)"
+    " SELECT {mark}, this.recipe_name, this.platform, this.result"
+    f" FROM ({_RUN_RESULTS}) this JOIN recipe_latest latest"
+    " ON latest.ecosystem = {mark} AND latest.recipe_name = this.recipe_name"
+    " AND latest.platform = this.platform WHERE latest.result <> this.result"
+)
+_LATEST = (  # params: ecosystem, run id. `WHERE true` keeps SQLite from reading ON CONFLICT as a join.
+    f"INSERT INTO recipe_latest (ecosystem, recipe_name, platform, result) SELECT {{mark}}, * FROM"
+    f" ({_RUN_RESULTS}) this WHERE true"
+    " ON CONFLICT (ecosystem, recipe_name, platform) DO UPDATE SET result = excluded.result"
+    " WHERE recipe_latest.result <> excluded.result"
+)
 
 
-def update_rollups(db: Any, mark: str, run_id: int, payload: Mapping[str, Any]) -> None:
-    """Bring the roll-ups up to date with one stored batch, inside the transaction that stores it.
+def roll_up_run(db: Any, mark: str, run_id: int, ecosystem: str) -> None:
+    """Add one stored batch to the roll-ups, in SQL from its stored rows (inside the caller's transaction).
 
-    Platform counts and result changes are worked out from the rows in memory: reading a
-    100k-row batch back with GROUP BY took longer than storing it. Only changed results are
-    written to `recipe_latest`, so a batch like the last one writes almost nothing there.
+    Result changes are found against `recipe_latest` before it is updated, and only changed
+    results are written there, so a batch like the one before writes almost nothing to it.
     """
-    ecosystem = payload["ecosystem"]
-    platforms: dict[str, list[float]] = {}
-    results: dict[tuple[str, str], str] = {}
-    for row in payload["results"]:
-        platform, result = row.get("platform") or "", row["result"]
-        counts = platforms.setdefault(platform, [0, 0, 0, 0.0])
-        if result in _COUNTED:
-            counts[_COUNTED[result]] += 1
-        counts[3] += row.get("duration_seconds") or 0.0
-        key = (row["recipe_name"], platform)
-        if result in ("passed", "failed") and results.get(key) != "failed":  # listed twice: failed wins
-            results[key] = result
-    cursor = db.cursor()
-    cursor.executemany(
-        f"INSERT INTO run_platforms (batch_run_id, platform, passed, failed, skipped, seconds) "
-        f"VALUES ({', '.join([mark] * 6)})",
-        [(run_id, platform, int(c[0]), int(c[1]), int(c[2]), c[3]) for platform, c in platforms.items()],
-    )
-    for statement in _FAILURE_ROLLUPS:
-        cursor.execute(statement.format(mark=mark), (run_id,))
-    latest = cursor.execute(
-        f"SELECT recipe_name, platform, result FROM recipe_latest WHERE ecosystem = {mark}", (ecosystem,)
-    ).fetchall()
-    previous = {(name, platform): result for name, platform, result in latest}
-    # In key order: two batches of one ecosystem stored at once lock the rows they share in the
-    # same order, so PostgreSQL never finds them deadlocked.
-    changed = sorted(results.items() - previous.items())  # new keys and changed results, in C
-    cursor.executemany(
-        "INSERT INTO recipe_flips (batch_run_id, recipe_name, platform, result) "
-        f"VALUES ({mark}, {mark}, {mark}, {mark})",
-        [
-            (run_id, name, platform, result)
-            for (name, platform), result in changed
-            if (name, platform) in previous
-        ],
-    )
-    cursor.executemany(
-        "INSERT INTO recipe_latest (ecosystem, recipe_name, platform, result) "
-        f"VALUES ({mark}, {mark}, {mark}, {mark}) "
-        "ON CONFLICT (ecosystem, recipe_name, platform) DO UPDATE SET result = excluded.result",
-        [(ecosystem, name, platform, result) for (name, platform), result in changed],
-    )
+    for statement in _RUN_ROLLUPS:
+        db.execute(statement.format(mark=mark), (run_id,))
+    db.execute(_FLIPS.format(mark=mark), (run_id, run_id, ecosystem))
+    db.execute(_LATEST.format(mark=mark), (ecosystem, run_id))
 
 
 def _stamp(moment: datetime) -> str:

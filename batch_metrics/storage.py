@@ -7,20 +7,27 @@ an `Idempotency-Key` seen before returns the stored run instead of a new one
 (a UNIQUE index decides, so two racing deliveries still store one run).
 The dialects differ only in how a transaction is opened and how result rows
 are bulk-loaded (`executemany` on SQLite, `COPY` on PostgreSQL).
+
+The dashboard's roll-ups are not made in the upload's transaction, which only queues the
+batch: a background thread adds queued batches to them soon after the commit, and any read of
+them (`query`) first adds whatever is still queued, so the dashboard never shows less than
+what is stored. On SQLite that thread also checkpoints the WAL, which would otherwise be
+copied back into the database file by whichever commit crossed the threshold.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from batch_metrics.dashboard import ROLLUP_MIGRATION, update_rollups
+from batch_metrics.dashboard import QUEUE_MIGRATION, ROLLUP_MIGRATION, roll_up_run
 from batch_metrics.models import BatchPayload
 
 if TYPE_CHECKING:
@@ -84,7 +91,11 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         "CREATE UNIQUE INDEX idx_batch_runs_idempotency_key ON batch_runs(idempotency_key);",
     ),
     (4, ROLLUP_MIGRATION),  # the dashboard's roll-ups and indexes, filled from the batches already stored
+    (5, QUEUE_MIGRATION),  # stored batches whose roll-ups are still to be made
 )
+# Advisory lock numbers (any constants): one migrator, and one roll-up writer, at a time.
+_MIGRATION_LOCK = 727270
+_ROLLUP_LOCK = 727271
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
@@ -94,6 +105,10 @@ _RUN_INSERT = (
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _RUN_SELECT = f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at FROM batch_runs"
+_NEXT_QUEUED = (
+    "SELECT q.batch_run_id, r.ecosystem FROM rollup_queue q JOIN batch_runs r ON r.id = q.batch_run_id"
+    " ORDER BY q.batch_run_id LIMIT 1"
+)
 _RESULT_SELECT = (
     f"SELECT id, {', '.join(RESULT_COLUMNS[1:])} FROM recipe_results "
     "WHERE batch_run_id = {mark} ORDER BY id"
@@ -110,6 +125,53 @@ class RunFilter:
     until: str | None = None
     before_id: int | None = None
     limit: int = 50
+
+
+log = logging.getLogger("batch_metrics.storage")
+
+
+class _Background:
+    """A daemon thread that runs `work` soon after any `wake()`; wakes while it works run it once more."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._work = work
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def wake(self) -> None:
+        with self._starting:
+            if self._stopping:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="batch-metrics-rollups", daemon=True)
+                self._thread.start()
+        self._wanted.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Wait for the work in progress, which checks `stopping` between its transactions."""
+        with self._starting:
+            self._stopping = True
+            thread = self._thread
+        self._wanted.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                self._work()
+            except Exception:  # the work is retried on the next wake; reads catch up meanwhile
+                log.exception("bringing the dashboard's roll-ups up to date failed")
 
 
 def _statements(script: str) -> list[str]:
@@ -166,6 +228,7 @@ class SQLStorage(ABC):
     mark: ClassVar[str]  # the driver's placeholder
     writers: int  # how many batches the server should insert at once
     errors: tuple[type[Exception], ...]  # what the driver raises when the database is unusable
+    _background: _Background
 
     @abstractmethod
     def _transaction(self) -> AbstractContextManager[Any]:
@@ -187,8 +250,20 @@ class SQLStorage(ABC):
         """Release every connection."""
 
     @abstractmethod
-    def _lock_migrations(self, db: Any) -> None:
-        """Keep several processes that start together from migrating at once."""
+    def _exclusive(self, db: Any, lock: int) -> None:
+        """Hold `lock` until the transaction ends, against every other process and thread."""
+
+    @abstractmethod
+    def _checkpoint(self) -> None:
+        """Whatever the database does after writes that an upload should not wait for."""
+
+    def _start_background(self) -> None:
+        self._background = _Background(self._catch_up)
+
+    def _catch_up(self) -> None:
+        while not self._background.stopping and self._roll_up_next():
+            pass
+        self._checkpoint()
 
     def _sql(self, template: str) -> str:
         return template.format(mark=self.mark)
@@ -197,7 +272,7 @@ class SQLStorage(ABC):
         """Apply the migrations this database lacks, in one transaction; their numbers."""
         applied: list[int] = []
         with self._transaction() as db:
-            self._lock_migrations(db)
+            self._exclusive(db, _MIGRATION_LOCK)
             db.execute(_MIGRATIONS_TABLE)
             done = {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
             # Tables made by the Worker's own D1 migration (an imported export) are adopted as migration 1.
@@ -226,8 +301,39 @@ class SQLStorage(ABC):
             run_id = int(row[0])
             if payload["results"]:
                 self._insert_results(db, result_rows(run_id, payload))
-                update_rollups(db, self.mark, run_id, payload)  # the dashboard's, in this transaction
+                self._queue_for_rollups(db, run_id)
+        self._background.wake()
         return run_id, False
+
+    def roll_up(self) -> int:
+        """Add every queued batch to the dashboard's roll-ups, oldest first, each in its own transaction.
+
+        The number of batches added. Runs by any number of threads and processes at once: the lock
+        makes them take turns, and a batch is added exactly once because leaving the queue commits
+        with its roll-ups.
+        """
+        added = 0
+        while self._roll_up_next():
+            added += 1
+        return added
+
+    def _roll_up_next(self) -> bool:
+        """Add the oldest queued batch to the roll-ups; False when none is queued."""
+        with self._reader() as db:  # the usual answer, "none", without waiting for the write lock
+            if db.execute("SELECT 1 FROM rollup_queue LIMIT 1").fetchone() is None:
+                return False
+        with self._transaction() as db:
+            self._exclusive(db, _ROLLUP_LOCK)
+            queued = db.execute(_NEXT_QUEUED).fetchone()
+            if queued is None:  # another thread or process added the last one meanwhile
+                return False
+            run_id = int(queued[0])
+            roll_up_run(db, self.mark, run_id, queued[1])
+            db.execute(self._sql("DELETE FROM rollup_queue WHERE batch_run_id = {mark}"), (run_id,))
+        return True
+
+    def _queue_for_rollups(self, db: Any, run_id: int) -> None:
+        db.execute(self._sql("INSERT INTO rollup_queue (batch_run_id) VALUES ({mark})"), (run_id,))
 
     def list_runs(self, query: RunFilter) -> tuple[list[dict[str, Any]], int | None]:
         """Up to `limit` runs, newest first, and the cursor of the next page (None on the last)."""
@@ -240,7 +346,12 @@ class SQLStorage(ABC):
         return runs, None
 
     def query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        """The rows of one read statement written with `{mark}` placeholders (the dashboard's queries)."""
+        """The rows of one read statement written with `{mark}` placeholders (the dashboard's queries).
+
+        Batches still queued are added to the roll-ups first: a batch is on the dashboard as soon as
+        its upload is answered.
+        """
+        self.roll_up()
         with self._reader() as db:
             return _dicts(db.execute(self._sql(sql), params))
 
@@ -282,6 +393,7 @@ class SQLiteStorage(SQLStorage):
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._start_background()
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -294,6 +406,8 @@ class SQLiteStorage(SQLStorage):
             connection.execute("PRAGMA foreign_keys=ON")
             # With WAL, NORMAL survives a crashed process (kill -9); a power cut may lose the last commits.
             connection.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints are the background thread's (`_checkpoint`), not a commit's.
+            connection.execute("PRAGMA wal_autocheckpoint=0")
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
@@ -315,8 +429,12 @@ class SQLiteStorage(SQLStorage):
     def _reader(self) -> Iterator[sqlite3.Connection]:
         yield self._connection()
 
-    def _lock_migrations(self, db: sqlite3.Connection) -> None:
+    def _exclusive(self, db: sqlite3.Connection, lock: int) -> None:
         """BEGIN IMMEDIATE, which every write transaction starts with, already excludes other writers."""
+
+    def _checkpoint(self) -> None:
+        # PASSIVE: never waits for readers or writers; what it cannot copy now, the next one does.
+        self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _has_table(self, db: sqlite3.Connection, name: str) -> bool:
         return (
@@ -332,6 +450,7 @@ class SQLiteStorage(SQLStorage):
         )
 
     def close(self) -> None:
+        self._background.stop()
         with self._connections_lock:
             for connection in self._connections:
                 connection.close()
@@ -343,7 +462,6 @@ class PostgresStorage(SQLStorage):
 
     dialect = "postgresql"
     mark = "%s"
-    _MIGRATION_LOCK = 727270  # any constant: one migrator at a time across processes
 
     def __init__(self, url: str, *, pool_size: int = 8, wait_seconds: float = 30.0) -> None:
         import psycopg
@@ -359,6 +477,7 @@ class PostgresStorage(SQLStorage):
         self.read_wait_seconds = min(wait_seconds, 10.0)
         # COPY rows are built in Python: more writers than this would only queue for the GIL.
         self.writers = max(1, min(pool_size, 4))
+        self._start_background()
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -370,8 +489,11 @@ class PostgresStorage(SQLStorage):
         with self.pool.connection(timeout=self.read_wait_seconds) as db:
             yield db
 
-    def _lock_migrations(self, db: psycopg.Connection[Any]) -> None:
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (self._MIGRATION_LOCK,))
+    def _exclusive(self, db: psycopg.Connection[Any], lock: int) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+
+    def _checkpoint(self) -> None:
+        """PostgreSQL checkpoints on its own."""
 
     def _has_table(self, db: psycopg.Connection[Any], name: str) -> bool:
         row = db.execute("SELECT to_regclass(%s)", (name,)).fetchone()
@@ -383,6 +505,7 @@ class PostgresStorage(SQLStorage):
                 copy.write_row(row)
 
     def close(self) -> None:
+        self._background.stop()
         self.pool.close()
 
 

@@ -75,6 +75,8 @@ def batch(count: int = 2, **fields: Any) -> dict[str, Any]:
 _COUNTS = {
     "batch_runs": "SELECT count(*) FROM batch_runs",
     "recipe_results": "SELECT count(*) FROM recipe_results",
+    "rollup_queue": "SELECT count(*) FROM rollup_queue",
+    "run_platforms": "SELECT count(*) FROM run_platforms",
 }
 
 

@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batch_metrics import TOKEN_ENV, dashboard
 from batch_metrics import storage as storage_module
-from batch_metrics.dashboard import Window, update_rollups
+from batch_metrics.dashboard import Window, roll_up_run
 from batch_metrics.dashboard_schema import DashboardSummary, RecipeHistory, RunFailures
 from batch_metrics.storage import MIGRATIONS, open_storage
 from tests.conftest import ROOT, unused_port, wait_healthy
 from tests.history import HOSTILE, HOSTILE_CATEGORY, HOSTILE_MESSAGE, batches, seeded_database
-from tests.live import Storage, running, serve_process
+from tests.live import Storage, count_rows, running, serve_process
 
 pytest_plugins = ["tests.live"]
 
@@ -186,9 +187,10 @@ def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
     database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     """An upgraded database ends up with exactly the roll-ups the insert path makes for the same batches."""
-    with monkeypatch.context() as before:  # the code as it was before migration 4
+    with monkeypatch.context() as before:  # the code as it was before migration 4: no queue, no roll-ups
         before.setattr(storage_module, "MIGRATIONS", MIGRATIONS[:3])
-        before.setattr(storage_module, "update_rollups", lambda *_: None)
+        before.setattr(storage_module.SQLStorage, "_queue_for_rollups", lambda *_: None)
+        before.setattr(storage_module.SQLStorage, "_roll_up_next", lambda _: False)
         old = open_storage(database)
         assert old.migrate() == [1, 2, 3]
         seed(old)
@@ -196,7 +198,7 @@ def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
     upgraded = open_storage(database)
     fresh = open_storage(str(tmp_path / "fresh.db"))
     try:
-        assert upgraded.migrate() == [4]
+        assert upgraded.migrate() == [4, 5]
         fresh.migrate()
         seed(fresh)
         for table, query in ROLLUPS.items():
@@ -207,24 +209,119 @@ def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
         fresh.close()
 
 
-def test_a_batch_whose_rollups_fail_is_not_stored_at_all(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The roll-ups are written in the batch's own transaction: both or neither."""
-    payload = next(batches(NOW))
+def _rollups(storage: Storage) -> dict[str, list[dict[str, Any]]]:
+    return {table: storage.query(query, []) for table, query in ROLLUPS.items()}
 
-    def rollups_then_a_failure(db: Any, mark: str, run_id: int, stored: Any) -> None:
-        update_rollups(db, mark, run_id, stored)
+
+def test_a_rollup_that_fails_leaves_its_batch_stored_and_queued_and_is_made_once_later(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The upload's transaction stores and queues; the roll-up's adds and dequeues: each all or nothing."""
+    payloads = list(batches(NOW))
+
+    def rollup_then_a_failure(db: Any, mark: str, run_id: int, ecosystem: str) -> None:
+        roll_up_run(db, mark, run_id, ecosystem)
         db.execute("INSERT INTO no_such_table VALUES (1)")
 
-    monkeypatch.setattr(storage_module, "update_rollups", rollups_then_a_failure)
+    monkeypatch.setattr(storage_module, "roll_up_run", rollup_then_a_failure)
+    run_id, _ = storage.insert_batch(payloads[0], "key-1")  # type: ignore[arg-type]
+    stored = storage.get_run(run_id)
+    assert stored is not None and len(stored["results"]) == len(payloads[0]["results"])
     with pytest.raises(storage.errors):
-        storage.insert_batch(payload, "key-1")  # type: ignore[arg-type]
+        storage.roll_up()
+    with pytest.raises(storage.errors):  # a read of the roll-ups tries to add the queued batch first
+        storage.query("SELECT count(*) AS n FROM run_platforms", [])
     monkeypatch.undo()
-    assert storage.query("SELECT count(*) AS n FROM recipe_results", []) == [{"n": 0}]
-    for table in ROLLUPS:
-        assert storage.query(f"SELECT count(*) AS n FROM {table}", []) == [{"n": 0}], table  # noqa: S608
-    assert storage.insert_batch(payload, "key-1")[1] is False  # type: ignore[arg-type]
+    for payload in payloads[1:]:
+        storage.insert_batch(payload, None)  # type: ignore[arg-type]
+    reference = open_storage(str(tmp_path / "reference.db"))
+    try:
+        reference.migrate()
+        seed(reference)
+        assert _rollups(storage) == _rollups(reference)
+    finally:
+        reference.close()
+    assert storage.roll_up() == 0  # nothing left queued
+
+
+def _wait_for_empty_queue(database: str) -> None:
+    deadline = time.monotonic() + 60
+    while count_rows(database, "rollup_queue") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert count_rows(database, "rollup_queue") == 0
+
+
+def test_the_rollups_are_made_in_the_background_after_the_upload(database: str, storage: Storage) -> None:
+    """Nothing reads the dashboard here: the storage's own thread empties the queue."""
+    seed(storage)
+    _wait_for_empty_queue(database)
+    platforms = sum(len({row.get("platform") or "" for row in batch["results"]}) for batch in batches(NOW))
+    assert count_rows(database, "run_platforms") == platforms
+
+
+def test_batches_queued_when_the_server_stopped_are_added_after_it_starts_again(
+    database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with monkeypatch.context() as stopped:  # the process ends before its thread gets to the queue
+        stopped.setattr(storage_module._Background, "wake", lambda _: None)
+        first = open_storage(database)
+        first.migrate()
+        seed(first)
+        first.close()
+    assert count_rows(database, "rollup_queue") == len(list(batches(NOW)))
+    again = open_storage(database)
+    reference = open_storage(str(tmp_path / "reference.db"))
+    try:
+        reference.migrate()
+        seed(reference)
+        assert _rollups(again) == _rollups(reference)  # the first read adds them
+        assert count_rows(database, "rollup_queue") == 0
+    finally:
+        again.close()
+        reference.close()
+
+
+def test_the_wal_is_checkpointed_off_the_upload_path_and_does_not_grow(tmp_path: Path) -> None:
+    """Commits leave the WAL to the background thread; without it six batches make it six times as long."""
+    path = tmp_path / "metrics.db"
+    storage = open_storage(str(path))
+    rows = [{"recipe_name": f"recipe-{n}", "ecosystem": "npm", "result": "passed", "platform": "linux",
+             "error_message": "x" * 100} for n in range(20_000)]  # fmt: skip
+    sizes = []
+    try:
+        storage.migrate()
+        for number in range(6):
+            payload = {"batch_id": f"b{number}", "ecosystem": "npm", "started_at": "2026-11-29T01:00:00Z",
+                       "results": rows}  # fmt: skip
+            storage.insert_batch(payload, None)  # type: ignore[arg-type]
+            _wait_for_empty_queue(str(path))
+            time.sleep(0.2)  # the checkpoint follows the roll-ups
+            sizes.append(path.with_name("metrics.db-wal").stat().st_size)
+    finally:
+        storage.close()
+    assert sizes[0] > 2_000_000, sizes  # one batch's pages went through the WAL
+    assert max(sizes) < 2 * sizes[0], sizes
+
+
+def test_rollups_made_by_several_processes_at_once_add_each_batch_once(database: str, tmp_path: Path) -> None:
+    """Two storages on one database (two server processes) and three threads race to empty the queue."""
+    writer = open_storage(database)
+    others = [open_storage(database) for _ in range(2)]
+    reference = open_storage(str(tmp_path / "reference.db"))
+    try:
+        writer.migrate()
+        reference.migrate()
+        seed(writer)
+        seed(reference)
+        racers = [threading.Thread(target=other.roll_up) for other in (*others, others[0])]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(timeout=120)
+        assert _rollups(others[1]) == _rollups(reference)
+    finally:
+        for storage in (writer, *others, reference):
+            storage.close()
 
 
 # --- over HTTP ------------------------------------------------------------------------------------

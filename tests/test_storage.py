@@ -22,7 +22,7 @@ def payload(count: int = 2, **fields: object) -> BatchPayload:
 
 
 def test_migrate_creates_the_d1_schema_then_has_nothing_left_to_do(database: str) -> None:
-    assert migrate(database) == [1, 2, 3, 4]
+    assert migrate(database) == [1, 2, 3, 4, 5]
     assert migrate(database) == []
     opened = open_storage(database)
     try:
@@ -53,7 +53,7 @@ def test_a_database_made_by_the_workers_d1_migration_is_adopted_with_its_rows(da
         "INSERT INTO recipe_results (batch_run_id, recipe_name, ecosystem, result) "
         "VALUES (1, 'x', 'npm', 'failed')",
     )
-    assert migrate(database) == [2, 3, 4]
+    assert migrate(database) == [2, 3, 4, 5]
     opened = open_storage(database)
     try:
         runs, _ = opened.list_runs(RunFilter())
