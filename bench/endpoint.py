@@ -52,6 +52,11 @@ class Endpoint:
         response = connection.getresponse()
         return response.status, response.read()
 
+    def get(self, connection: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+        response = connection.getresponse()
+        return response.status, response.read()
+
 
 def free_port() -> int:
     with socket.socket() as probe:
