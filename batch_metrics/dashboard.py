@@ -12,7 +12,8 @@ takes it off the queue (see `SQLStorage.roll_up`):
 - `run_recipe_failures`, `run_category_failures`: per run, failed rows by recipe and by error category;
 - a partial index on the failed rows, for a run's failures.
 
-"Consecutive runs" are runs in the order they were stored. A window is the last N days
+"Consecutive runs" are runs in the order they were added to the roll-ups: the order they were
+stored (two stored at the same moment on PostgreSQL may come in either order). A window is the last N days
 before `now`, compared with `started_at` as RFC 3339 text, like `GET /batch-runs`.
 """
 
