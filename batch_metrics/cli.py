@@ -19,6 +19,7 @@ import io
 import os
 import re
 import shlex
+import stat
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -272,6 +273,7 @@ def _save(body: bytes, path: Path, workspace: Path, reporter: Reporter, problems
 
     if path.is_relative_to(workspace) and not workspace.is_dir():
         return False
+    made = [path, *_missing_directories(path.parent, workspace)] if path.is_relative_to(workspace) else []
     try:
         write_bytes(body, path)
     except OSError as error:
@@ -279,7 +281,47 @@ def _save(body: bytes, path: Path, workspace: Path, reporter: Reporter, problems
         problems.append(problem)
         reporter.warning(problem)
         return False
+    try:
+        _give_to_workspace_owner(made, workspace)
+    except OSError as error:
+        reason = error.strerror or error
+        problem = f"{_as_given(path, workspace)} is written, but stays owned by root: {reason}"
+        problems.append(problem)
+        reporter.warning(problem)
     return True
+
+
+def _missing_directories(directory: Path, workspace: Path) -> list[Path]:
+    """The directories between the workspace and `directory` that do not exist yet."""
+    missing = []
+    while directory != workspace and directory.is_relative_to(workspace) and not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _give_to_workspace_owner(made: list[Path], workspace: Path) -> None:
+    """A Docker action runs as root, the runner's later steps as the workspace's owner: what this
+    process made in the workspace is handed to that owner, so those steps can re-send, replace or
+    remove it (a kept payload is removed once sent)."""
+    if getattr(os, "geteuid", None) is None or os.geteuid() != 0:
+        return
+    owner = workspace.stat()
+    if owner.st_uid == 0:
+        return
+    for path in made:
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The file's bytes. A FIFO (whose read would wait for a writer) or a device such as /dev/zero
+    (whose read never ends) is refused: opening does not block, and the type is checked before reading."""
+    from batch_metrics.payload import NotARegularFileError
+
+    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise NotARegularFileError("not a regular file")
+        return stream.read()
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -296,7 +338,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     reporter.mask(token)
     path = Path(args.payload)
     try:
-        body = path.read_bytes()
+        body = _read_regular_file(path)
         PAYLOAD_VALIDATOR.validate_json(body)
     except OSError as error:
         reporter.warning(f"cannot read {path}: {error.strerror or error}")

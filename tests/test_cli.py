@@ -402,6 +402,23 @@ def test_upload_names_the_file_that_is_not_a_payload(
     assert quiet.stderr.startswith("warning: " + message.format(path=path)), quiet.stderr
 
 
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("fifo", "not a regular file"), ("device", "not a regular file"), ("directory", "Is a directory")],
+)
+def test_upload_refuses_what_is_not_a_regular_file_without_waiting_on_it(
+    tmp_path: Path, kind: str, reason: str
+) -> None:
+    """A FIFO with no writer would block the read for ever, /dev/zero would fill memory."""
+    path = {"fifo": tmp_path / "payload.fifo", "device": Path("/dev/zero"), "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    args = ("upload", str(path), "--endpoint", "https://unused.invalid")
+    proc = cli(*args, seconds=20, BATCH_METRICS_TOKEN=TOKEN)
+    assert proc.returncode == 0
+    assert proc.stderr.startswith(f"warning: cannot read {path}: {reason}"), proc.stderr
+
+
 def test_upload_without_endpoint_or_token_says_what_is_missing(tmp_path: Path, github: Path) -> None:
     run_entrypoint(github, {"results": "results/*", "dry-run": "true"})
     payload = str(github / "workspace/batch-metrics-payload.json")

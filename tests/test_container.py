@@ -215,6 +215,29 @@ def test_image_serves_the_endpoint_and_the_action_uploads_to_it(
 
 
 @pytest.mark.container
+def test_what_the_image_leaves_in_the_workspace_belongs_to_the_workspace_owner(
+    engine: Engine, image: str, tmp_path: Path, fixtures: Path
+) -> None:
+    """The runner's later steps run as the workspace's owner, not as the container's root."""
+    dirs = github_dirs(tmp_path, fixtures)
+    workspace = dirs["workspace"]
+    if os.geteuid() == 0:  # as GitHub's runner user owns the workspace, and the container runs as root
+        for path in (workspace, *workspace.rglob("*")):
+            os.chown(path, 1001, 1001)
+    owner = workspace.stat()
+    inputs = {"results": "results/**", "endpoint": f"http://127.0.0.1:{unused_port()}", "token": TOKEN,
+              "payload-path": "out/payload.json", "batch-id": "kept-1", "retries": "0"}  # fmt: skip
+    run = run_action_container(engine, image, dirs, inputs)
+    assert run.returncode == 0, run.stdout + run.stderr
+    outputs = parse_outputs((dirs["file_commands"] / "set_output").read_text(encoding="utf-8"))
+    assert outputs["status"] == "failed", run.stdout
+    kept = list((workspace / "batch-metrics-pending").glob("kept-1-*.json"))
+    assert len(kept) == 1, run.stdout
+    for path in (workspace / "out", workspace / "out" / "payload.json", kept[0].parent, kept[0]):
+        assert (path.stat().st_uid, path.stat().st_gid) == (owner.st_uid, owner.st_gid), path
+
+
+@pytest.mark.container
 def test_image_is_the_cli_too(engine: Engine, image: str) -> None:
     for args in (["--help"], ["serve", "--help"]):
         run = engine("run", "--rm", image, *args)
