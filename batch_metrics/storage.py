@@ -261,8 +261,7 @@ class SQLStorage(ABC):
         self._background = _Background(self._catch_up)
 
     def _catch_up(self) -> None:
-        while not self._background.stopping and self._roll_up_next():
-            pass
+        self.roll_up()
         self._checkpoint()
 
     def _sql(self, template: str) -> str:
@@ -310,10 +309,10 @@ class SQLStorage(ABC):
 
         The number of batches added. Runs by any number of threads and processes at once: the lock
         makes them take turns, and a batch is added exactly once because leaving the queue commits
-        with its roll-ups.
+        with its roll-ups. Once `close` has begun, no further batch is started: the rest stay queued.
         """
         added = 0
-        while self._roll_up_next():
+        while not self._background.stopping and self._roll_up_next():
             added += 1
         return added
 

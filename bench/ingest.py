@@ -63,13 +63,13 @@ def _with_run(run_id: int, values: Rows) -> Iterator[tuple[Any, ...]]:
 Measure = Callable[[int], float]  # run number -> seconds
 
 
-def _interleaved(contenders: dict[str, Measure], runs: int) -> dict[str, list[float]]:
-    """Take turns, run by run, so load from elsewhere on the machine hits every contender alike.
+def _interleaved(contenders: dict[str, Measure], rounds: int) -> dict[str, list[float]]:
+    """Take turns, round by round, so load from elsewhere on the machine hits every contender alike.
 
-    Run 0 warms every contender up (first connections, first requests) and is not kept.
+    Round 0 warms every contender up (first connections, first requests) and is not kept.
     """
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
-    for number in range(runs + 1):
+    for number in range(rounds):
         for name, measure in contenders.items():
             taken = measure(number)
             if number:
@@ -173,7 +173,7 @@ def _sqlite(work: Path, rows: list[dict[str, Any]], bodies: list[bytes], label: 
                 "ours": _poster(endpoint, http, bodies, shown),
                 "executemany": lambda number: _sqlite_baseline(raw, run_values(number), values),
             },
-            len(bodies) - 1,
+            len(bodies),
         )
         memory = _memory_row(label, endpoint, resident_before, len(bodies[0]))
     expected = len(rows) * len(bodies)
@@ -231,7 +231,7 @@ def _postgres(work: Path, rows: list[dict[str, Any]], bodies: list[bytes], label
                 "COPY": lambda number: _pg_baseline(copied, run_values(number), values, copy=True),
                 "executemany": lambda number: _pg_baseline(executed, run_values(number), values, copy=False),
             },
-            len(bodies) - 1,
+            len(bodies),
         )
         for url in (served, copied, executed):
             if _pg_count(url) != len(rows) * len(bodies):

@@ -183,8 +183,24 @@ def test_a_recipes_history_and_a_runs_failures(seeded: Storage) -> None:
     assert dashboard.run_failures(seeded, 10**9) is None
 
 
+def _rollups(storage: Storage) -> dict[str, list[dict[str, Any]]]:
+    return {table: storage.query(query, []) for table, query in ROLLUPS.items()}
+
+
+@pytest.fixture
+def expected_rollups(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The roll-ups of the seeded history stored in turn on a fresh SQLite file, nothing racing."""
+    reference = open_storage(str(tmp_path / "reference.db"))
+    try:
+        reference.migrate()
+        seed(reference)
+        return _rollups(reference)
+    finally:
+        reference.close()
+
+
 def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
-    database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    database: str, monkeypatch: pytest.MonkeyPatch, expected_rollups: dict[str, list[dict[str, Any]]]
 ) -> None:
     """An upgraded database ends up with exactly the roll-ups the insert path makes for the same batches."""
     with monkeypatch.context() as before:  # the code as it was before migration 4: no queue, no roll-ups
@@ -196,25 +212,18 @@ def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
         seed(old)
         old.close()
     upgraded = open_storage(database)
-    fresh = open_storage(str(tmp_path / "fresh.db"))
     try:
         assert upgraded.migrate() == [4, 5]
-        fresh.migrate()
-        seed(fresh)
-        for table, query in ROLLUPS.items():
-            assert upgraded.query(query, []) == fresh.query(query, []), table
-        assert len(fresh.query(ROLLUPS["recipe_flips"], [])) == 19 + 1 + 1 + 1
+        upgraded_rollups = _rollups(upgraded)
     finally:
         upgraded.close()
-        fresh.close()
-
-
-def _rollups(storage: Storage) -> dict[str, list[dict[str, Any]]]:
-    return {table: storage.query(query, []) for table, query in ROLLUPS.items()}
+    for table, rows in expected_rollups.items():
+        assert upgraded_rollups[table] == rows, table
+    assert len(expected_rollups["recipe_flips"]) == 19 + 1 + 1 + 1
 
 
 def test_a_rollup_that_fails_leaves_its_batch_stored_and_queued_and_is_made_once_later(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, expected_rollups: dict[str, list[dict[str, Any]]]
 ) -> None:
     """The upload's transaction stores and queues; the roll-up's adds and dequeues: each all or nothing."""
     payloads = list(batches(NOW))
@@ -234,13 +243,7 @@ def test_a_rollup_that_fails_leaves_its_batch_stored_and_queued_and_is_made_once
     monkeypatch.undo()
     for payload in payloads[1:]:
         storage.insert_batch(payload, None)  # type: ignore[arg-type]
-    reference = open_storage(str(tmp_path / "reference.db"))
-    try:
-        reference.migrate()
-        seed(reference)
-        assert _rollups(storage) == _rollups(reference)
-    finally:
-        reference.close()
+    assert _rollups(storage) == expected_rollups
     assert storage.roll_up() == 0  # nothing left queued
 
 
@@ -260,7 +263,7 @@ def test_the_rollups_are_made_in_the_background_after_the_upload(database: str, 
 
 
 def test_batches_queued_when_the_server_stopped_are_added_after_it_starts_again(
-    database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    database: str, monkeypatch: pytest.MonkeyPatch, expected_rollups: dict[str, list[dict[str, Any]]]
 ) -> None:
     with monkeypatch.context() as stopped:  # the process ends before its thread gets to the queue
         stopped.setattr(storage_module._Background, "wake", lambda _: None)
@@ -270,15 +273,11 @@ def test_batches_queued_when_the_server_stopped_are_added_after_it_starts_again(
         first.close()
     assert count_rows(database, "rollup_queue") == len(list(batches(NOW)))
     again = open_storage(database)
-    reference = open_storage(str(tmp_path / "reference.db"))
     try:
-        reference.migrate()
-        seed(reference)
-        assert _rollups(again) == _rollups(reference)  # the first read adds them
+        assert _rollups(again) == expected_rollups  # the first read adds them
         assert count_rows(database, "rollup_queue") == 0
     finally:
         again.close()
-        reference.close()
 
 
 def test_the_wal_is_checkpointed_off_the_upload_path_and_does_not_grow(tmp_path: Path) -> None:
@@ -303,24 +302,23 @@ def test_the_wal_is_checkpointed_off_the_upload_path_and_does_not_grow(tmp_path:
     assert max(sizes) < 2 * sizes[0], sizes
 
 
-def test_rollups_made_by_several_processes_at_once_add_each_batch_once(database: str, tmp_path: Path) -> None:
+def test_rollups_made_by_several_processes_at_once_add_each_batch_once(
+    database: str, expected_rollups: dict[str, list[dict[str, Any]]]
+) -> None:
     """Two storages on one database (two server processes) and three threads race to empty the queue."""
     writer = open_storage(database)
     others = [open_storage(database) for _ in range(2)]
-    reference = open_storage(str(tmp_path / "reference.db"))
     try:
         writer.migrate()
-        reference.migrate()
         seed(writer)
-        seed(reference)
         racers = [threading.Thread(target=other.roll_up) for other in (*others, others[0])]
         for racer in racers:
             racer.start()
         for racer in racers:
             racer.join(timeout=120)
-        assert _rollups(others[1]) == _rollups(reference)
+        assert _rollups(others[1]) == expected_rollups
     finally:
-        for storage in (writer, *others, reference):
+        for storage in (writer, *others):
             storage.close()
 
 
