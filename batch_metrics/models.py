@@ -1,9 +1,11 @@
-"""The wire contract: one set of models shared by the client and the endpoint.
+"""The wire contract: the one module the client and the endpoint share.
 
 `POST /batch-metrics` carries one `BatchPayload`. The models mirror what the
 Cloudflare Worker endpoint accepts, so anything the Worker stores is valid
 here too: free-form strings stay strings (the Worker does not check them),
-and `null` in an optional number means "not given" (stored as 0).
+and `null` in an optional number means "not given" (stored as 0). The rules
+the contract states are here too, written once: the success rate, RFC 3339
+times, and the stable text of the documents generated from the models.
 
 The request body and its rows are TypedDicts, not models: batches hold 100k+
 rows, and plain dicts validate and serialise about four times faster than a
@@ -15,10 +17,14 @@ capitals at the end), the endpoint with the adapters themselves.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 # Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
@@ -165,3 +171,56 @@ def payload_json_schema() -> dict[str, Any]:
     schema = PAYLOAD_ADAPTER.json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+def render_document(document: Mapping[str, Any]) -> str:
+    """Stable text (sorted keys, trailing newline), so the drift tests compare byte for byte."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def first_problem(error: ValidationError, whole: str) -> str:
+    """`where: what (and N more problems)` for the first problem found; `whole` names the document."""
+    problem = error.errors(include_url=False)[0]
+    where = ".".join(map(str, problem["loc"])) or whole
+    more = error.error_count() - 1
+    return f"{where}: {problem['msg']}" + (f" (and {more} more problems)" if more else "")
+
+
+def success_rate(passed: int, failed: int) -> float:
+    """passed / (passed + failed), 4 decimals: skipped rows are left out, and nothing run is 0.0."""
+    return round(passed / (passed + failed), 4) if passed + failed else 0.0
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def rfc3339(moment: datetime, *, milliseconds: bool = False) -> str:
+    """`2026-02-19T14:31:25Z` (or `...25.123Z`): UTC; a naive datetime is taken as UTC."""
+    moment = in_utc(moment)
+    if milliseconds:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def in_utc(moment: datetime) -> datetime:
+    """The moment in UTC (naive: taken as UTC); OverflowError when that falls outside years 1-9999."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """The moment an RFC 3339 timestamp names, in UTC; ValueError saying what is expected.
+
+    A moment that has no UTC equivalent in years 1 to 9999 (`0001-01-01T00:00:00+01:00`) is refused
+    the same way, not left to overflow later.
+    """
+    stripped = text.strip()
+    try:
+        moment = in_utc(datetime.fromisoformat(stripped.upper())) if _RFC3339.fullmatch(stripped) else None
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None:
+        raise ValueError(
+            f"{text[:60]!r} is not an RFC 3339 timestamp with a zone, in years 1 to 9999 UTC, "
+            "e.g. 2026-02-19T14:31:25Z"
+        )
+    return moment

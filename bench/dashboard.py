@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from batch_metrics import dashboard
-from batch_metrics.dashboard import Window
-from batch_metrics.storage import SQLStorage, open_storage
+from batch_metrics.endpoint.answers import dashboard
+from batch_metrics.endpoint.answers.dashboard import Window
+from batch_metrics.endpoint.storage import SQLStorage, open_storage
 from bench import postgres
 from bench.measure import Row, Scale
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.upload import ROUTE, idempotency_key
+from batch_metrics.client.upload import ROUTE, idempotency_key
 from bench.measure import ROOT, BenchError, clean_env, cli_command
 
 HOST = "127.0.0.1"

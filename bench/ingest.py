@@ -23,7 +23,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-from batch_metrics.storage import RESULT_COLUMNS, RUN_COLUMNS, open_storage
+from batch_metrics.endpoint.storage import RESULT_COLUMNS, RUN_COLUMNS, open_storage
 from bench import data, floor, postgres
 from bench.endpoint import Endpoint, serving
 from bench.measure import BenchError, Row, Scale, ratio_row

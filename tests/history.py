@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from batch_metrics.storage import open_storage
+from batch_metrics.endpoint.storage import open_storage
 
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\">"
 HOSTILE_CATEGORY = "<b>oops</b>"

@@ -27,10 +27,10 @@ import pytest
 import requests
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.body import Limits
-from batch_metrics.server import create_app
-from batch_metrics.serving import Host, bind
-from batch_metrics.storage import PostgresStorage, SQLiteStorage, is_postgres_url, open_storage
+from batch_metrics.endpoint.app import create_app
+from batch_metrics.endpoint.body import Limits
+from batch_metrics.endpoint.serving import Host, bind
+from batch_metrics.endpoint.storage import PostgresStorage, SQLiteStorage, is_postgres_url, open_storage
 from tests.conftest import ROOT
 from tests.pg import fresh_database
 

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from pytest_httpserver import HTTPServer
 
-from batch_metrics.github import INPUT_DEFAULTS, OUTPUT_NAMES
+from batch_metrics.client.actions import INPUT_DEFAULTS, OUTPUT_NAMES
 from tests.conftest import ROOT, parse_outputs
 
 TOOLS = Path(sys.executable).parent

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_metrics.upload import GZIP_THRESHOLD
+from batch_metrics.client.upload import GZIP_THRESHOLD
 from tests.conftest import ROOT, unused_port, wait_healthy
 from tests.test_cli import TOKEN, cli, github_layout, run_entrypoint
 

@@ -22,9 +22,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from batch_metrics.schema import render_schema
+from batch_metrics.documents import render_schema
+from tests.client.test_actions import parse_command
 from tests.conftest import ROOT, parse_outputs, unused_port, wait_healthy
-from tests.test_github import parse_command
 
 TOKEN = "cli-tok-3b7e91-never-print-me"
 ROWS = [
@@ -509,9 +509,9 @@ def test_run_does_not_load_the_http_client_server_or_database_drivers(tmp_path: 
     modules = {
         line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
     }
-    assert "batch_metrics.collectors" in modules  # the measurement sees our imports
-    heavy = {"requests", "urllib3", "batch_metrics.upload", "batch_metrics.server", "batch_metrics.storage",
-             "psycopg", "waitress", "sqlite3"}  # fmt: skip
+    assert "batch_metrics.client.collect" in modules  # the measurement sees our imports
+    heavy = {"requests", "urllib3", "batch_metrics.client.upload", "batch_metrics.endpoint", "starlette",
+             "hypercorn", "psycopg", "sqlite3"}  # fmt: skip
     assert heavy.isdisjoint(modules)
 
 

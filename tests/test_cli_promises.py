@@ -20,9 +20,9 @@ from xml.sax.saxutils import quoteattr
 import pytest
 from pytest_httpserver import HTTPServer
 
+from tests.client.test_upload_limits import Trickler
 from tests.conftest import ROOT, parse_outputs, unused_port
 from tests.test_cli import TOKEN, cli, github_layout, run_entrypoint
-from tests.test_upload_limits import Trickler
 
 HINT = "with the token in $BATCH_METRICS_TOKEN: "
 

@@ -4,6 +4,7 @@ cancelled, CI runs its test command with nothing left out, and its shell example
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,78 @@ def test_shell_examples_set_the_token_variable_they_use() -> None:
         uses = block.find("$TOKEN")
         if uses >= 0:
             assert re.search(r"^TOKEN=", block[:uses], re.MULTILINE), block
+
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "deploy" / "README.md"]
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    return {slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+
+
+def test_every_link_in_the_readme_and_docs_reaches_a_file_and_heading() -> None:
+    broken = []
+    for document in DOCUMENTS:
+        for target in _LINK.findall(document.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            file, _, anchor = target.partition("#")
+            path = (document.parent / file).resolve() if file else document
+            if not path.exists() or (anchor and anchor not in anchors(path)):
+                broken.append(f"{document.relative_to(ROOT)}: {target}")
+    assert broken == []
+    assert len(DOCUMENTS) >= 9  # the README and the reference it links to
+
+
+def shell_lines() -> list[tuple[str, list[str]]]:
+    """Each command line of the README's and docs' sh blocks, as words (leading assignments left out)."""
+    found = []
+    for document in DOCUMENTS:
+        for block in re.findall(r"^```sh\n(.*?)^```", document.read_text(encoding="utf-8"), re.M | re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                    words = words[1:]
+                if words:
+                    found.append((document.name, words))
+    return found
+
+
+def test_every_batch_metrics_command_in_the_docs_is_one_the_cli_takes() -> None:
+    from batch_metrics.cli import build_parser
+
+    commands = [words for _, words in shell_lines() if words[0] == "batch-metrics"]
+    assert len(commands) >= 8
+    for words in commands:
+        build_parser().parse_args(words[1:])  # exits (fails the test) on an unknown command or flag
+    dev = [words for _, words in shell_lines() if words[:2] == ["python3", "scripts/dev.py"]]
+    assert {words[2] for words in dev} <= {"demo", "test", "bench"} and len(dev) >= 2
+
+
+def test_the_asgi_entry_point_the_docs_name_exists() -> None:
+    import importlib
+
+    named = {
+        word
+        for _, words in shell_lines()
+        if words[0] == "hypercorn"
+        for word in words
+        if "app_from_env" in word
+    }
+    assert named == {"batch_metrics.server:app_from_env()"}
+    module, _, call = next(iter(named)).partition(":")
+    assert callable(getattr(importlib.import_module(module), call.removesuffix("()")))
+
+
+def test_the_readme_shows_the_dashboard_as_a_small_png() -> None:
+    assert "](docs/dashboard.png)" in README
+    image = (ROOT / "docs" / "dashboard.png").read_bytes()
+    assert image.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(image) < 250_000

@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from batch_metrics.documents import SCHEMA_PATH, render_schema
 from batch_metrics.models import PAYLOAD_ADAPTER, PAYLOAD_SERIALIZER, PAYLOAD_VALIDATOR, RESULTS_VALIDATOR
-from batch_metrics.schema import SCHEMA_PATH, render_schema
 from tests.conftest import ROOT
 
 

@@ -1,0 +1,63 @@
+"""Failure records: one `{schema_version, ecosystem, environment, updated_at, failures[]}` per line.
+
+Each entry of `failures` is one failed row: the recipe is its `package_id` after the
+`<ecosystem>:` prefix, the platform the record's `environment`. A line is the boundary:
+whatever one holds costs that line only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_metrics.client.collect.rows import FileRows, bound_message, why
+from batch_metrics.client.collect.source import Source, keys_of, line_values
+from batch_metrics.client.collect.validation import record_message
+
+
+class FailureRecordsCollector:
+    name = "failure-records"
+
+    def sniff(self, source: Source) -> bool:
+        return source.first_has("failures", "schema_version")
+
+    def read(self, source: Source, rows: FileRows) -> None:
+        for line, record in line_values(source, rows):
+            kept = len(rows.rows)
+            try:
+                self._read_record(line, record, rows)
+            except Exception as error:
+                del rows.rows[kept:], rows.lines[kept:]
+                rows.warn(line, f"cannot be read ({why(error)}); skipped")
+
+    def _read_record(self, line: int, record: Any, rows: FileRows) -> None:
+        failures = record.get("failures") if isinstance(record, dict) else None
+        if not isinstance(failures, list):
+            rows.warn(line, f"not a failure record with a `failures` array ({keys_of(record)}); skipped")
+            return
+        rows.stamp(line, record.get("updated_at"))
+        for position, failure in enumerate(failures, 1):
+            if isinstance(failure, dict):
+                rows.add(line, self._row(line, record, failure, rows))
+            else:
+                rows.warn(line, f"failures item {position}: found {keys_of(failure)}; skipped")
+
+    @staticmethod
+    def _row(line: int, record: dict[str, Any], failure: dict[str, Any], rows: FileRows) -> dict[str, Any]:
+        package_id = failure.get("package_id")
+        prefix, name = "", package_id
+        if isinstance(package_id, str) and ":" in package_id:
+            prefix, name = package_id.split(":", 1)
+        message = failure.get("message")
+        subcategory, blocked_by = failure.get("subcategory"), failure.get("blocked_by")
+        if isinstance(message, str) and (subcategory or blocked_by):
+            extra = record_message(None, None, blocked_by)
+            message = "\n".join(filter(None, (f"[{subcategory}]" if subcategory else None, message, extra)))
+        rows.stamp(line, failure.get("timestamp"))
+        return {
+            "recipe_name": name,
+            "ecosystem": record.get("ecosystem") or prefix or rows.ecosystem,
+            "result": "failed",
+            "error_category": failure.get("category"),
+            "error_message": bound_message(message, rows.limit) if isinstance(message, str) else message,
+            "platform": record.get("environment"),
+        }

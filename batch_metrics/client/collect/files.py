@@ -1,0 +1,68 @@
+"""Which files a run reads: the result globs, resolved inside the workspace and nowhere else.
+
+One glob per line, relative to the workspace: `**` crosses directories (not hidden ones, nor
+symlinked ones), `{a,b}` expands, a leading `!` excludes, blank and `#` lines are ignored. An
+absolute pattern inside the workspace is made relative; one outside it, or holding `..`, is
+ignored with a warning, and so is a matched link that resolves outside. Files come sorted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath, PurePosixPath
+
+from wcmatch import glob as wcglob
+
+from batch_metrics.client.collect.rows import CollectWarning
+
+_GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NODIR
+
+
+def _inside(pattern: str, workspace: Path, root: Path) -> str | None:
+    """The pattern relative to the workspace, or None when it could reach outside it."""
+    path = PurePath(pattern)
+    if path.is_absolute():
+        for base in (workspace, root):
+            if path.is_relative_to(base):
+                pattern = path.relative_to(base).as_posix()
+                break
+        else:
+            return None
+    return None if ".." in PurePosixPath(pattern).parts else pattern
+
+
+def find_files(patterns: str, workspace: Path) -> tuple[list[str], list[CollectWarning]]:
+    """Workspace-relative paths of the files the globs match (exclusions applied), sorted; and warnings."""
+    root = workspace.resolve()
+    warnings: list[CollectWarning] = []
+    include: list[str] = []
+    exclude: list[str] = []
+    for raw in patterns.splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        relative = _inside(pattern.removeprefix("!").strip(), workspace, root)
+        if relative is None:
+            warnings.append(
+                CollectWarning("", None, f"pattern {pattern!r} reaches outside the workspace; ignored")
+            )
+        elif relative:
+            (exclude if negated else include).append(relative)
+    if not include:
+        warnings.append(CollectWarning("", None, "no result patterns given; nothing to collect"))
+        return [], warnings
+    try:
+        found = wcglob.glob(include, flags=_GLOB_FLAGS, root_dir=root, exclude=exclude)
+    except Exception as error:  # wcmatch's PatternLimitException (braces expanding past 1000) is private
+        warnings.append(CollectWarning("", None, f"patterns cannot be expanded: {error}; nothing collected"))
+        return [], warnings
+    files: list[str] = []
+    for match in sorted({PurePath(path).as_posix() for path in found}):
+        path = root / match
+        if not path.resolve().is_relative_to(root):
+            warnings.append(CollectWarning(match, None, "a link to outside the workspace; skipped"))
+        elif path.is_file():
+            files.append(match)
+    if not files:
+        warnings.append(CollectWarning("", None, f"no files match {', '.join(include)} in {workspace}"))
+    return files, warnings

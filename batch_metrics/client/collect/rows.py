@@ -1,0 +1,207 @@
+"""The rows of one result file on their way into a `Collection`, and the rules every format shares.
+
+`FileRows` holds a file's rows with the line each came from, warns (at most
+`MAX_WARNINGS_PER_FILE` times per file, then once saying how many more), and at the
+end validates them in one pass and adds them to the collection, or adds nothing: a
+whole document that does not read to its end is `reject`ed, and `fail` says what an
+unforeseen failure costs. Outcomes are normalised here, long messages bounded,
+timestamps read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import ValidationError
+
+from batch_metrics.models import RESULTS_VALIDATOR, in_utc
+
+if TYPE_CHECKING:
+    from batch_metrics.models import BatchPayload, RecipeResult
+
+MAX_WARNINGS_PER_FILE = 20
+RESULT_SPELLINGS = {
+    **dict.fromkeys(("pass", "passed", "success", "succeeded", "ok"), "passed"),
+    **dict.fromkeys(("fail", "failed", "failure", "error", "errored"), "failed"),
+    **dict.fromkeys(("skip", "skipped", "disabled", "notrun"), "skipped"),
+}
+_CUT_MARK = "\n[... {} characters cut ...]\n"
+_ALL_OR_NOTHING = "a whole document counts all or nothing: nothing collected from this file"
+
+
+@dataclass(frozen=True)
+class CollectWarning:
+    path: str  # workspace-relative; empty for a warning about the patterns themselves
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message}" if where else self.message
+
+
+@dataclass
+class Collection:
+    results: list[RecipeResult] = field(default_factory=list)
+    warnings: list[CollectWarning] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    earliest: datetime | None = None
+    payloads: list[BatchPayload] = field(default_factory=list)
+
+
+def normalise_result(value: object) -> str | None:
+    """`passed`, `failed` or `skipped` for a known spelling of an outcome, else None."""
+    if not isinstance(value, str):
+        return None
+    return RESULT_SPELLINGS.get(value) or RESULT_SPELLINGS.get(value.strip().lower())
+
+
+def _local_time(value: object) -> datetime | None:
+    """The datetime a timestamp text spells, in its own zone (None: no zone), else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        date, sep, clock = text.partition("T")
+        if sep and clock[2:3] == "-" and clock[5:6] == "-":
+            clock = f"{clock[:2]}:{clock[3:5]}:{clock[6:]}"
+        try:
+            parsed = datetime.fromisoformat(date + sep + clock)
+        except ValueError:
+            return None
+    return parsed
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """A UTC datetime from RFC 3339 or the near misses pipelines write, else None.
+
+    Accepted besides ISO 8601: dashes in the time (`2026-03-08T01-58-35Z`, tsuku's
+    `updated_at`), more than 6 fractional digits, lower-case `t` and `z`, no zone (UTC).
+    None also for a time whose UTC falls outside years 1-9999 (`0001-01-01T00:00:00+01:00`).
+    """
+    moment = _local_time(value)
+    if moment is None:
+        return None
+    try:
+        return in_utc(moment)
+    except OverflowError:
+        return None
+
+
+def bound_message(message: str | None, limit: int, dropped: int = 0) -> str | None:
+    """At most `limit` characters: the start and the end of a long log, and how much was cut.
+
+    `dropped`: characters already cut from the middle of `message` (text streamed past).
+    """
+    if message is None or (len(message) <= limit and not dropped):
+        return message
+    mark = _CUT_MARK.format(max(len(message) - limit, 0) + dropped)
+    keep = max(limit - len(mark), 0)
+    head = keep - keep // 2
+    return (message[:head] + mark + message[len(message) - keep // 2 :])[:limit]
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """A value for a warning: the start of a string, else only its JSON type (never a huge repr)."""
+    return repr(value[:limit]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+
+
+def why(error: BaseException) -> str:
+    """An exception in a few words: the OS's for an OSError, else its type and text."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return f"{type(error).__name__}: {error}"[:200]
+
+
+class FileRows:
+    """The rows of one file and the line each came from, validated in one pass at the end."""
+
+    def __init__(self, display: str, collection: Collection, ecosystem: str, limit: int) -> None:
+        self.display = display
+        self.collection = collection
+        self.ecosystem = ecosystem
+        self.limit = limit
+        self.rows: list[dict[str, Any]] = []
+        self.lines: list[int | None] = []
+        self.stamps: dict[str, int | None] = {}  # each timestamp text and the first line it is on
+        self.warned = 0
+        self.line: int | None = None  # where reading is, for a failure nobody foresaw
+        self.whole = False  # a whole document: all its rows or none
+
+    def warn(self, line: int | None, message: str) -> None:
+        if self.warned < MAX_WARNINGS_PER_FILE:
+            self.collection.warnings.append(CollectWarning(self.display, line, message))
+        self.warned += 1
+
+    def add(self, line: int | None, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.lines.append(line)
+
+    def stamp(self, line: int | None, value: object) -> None:
+        if isinstance(value, str):
+            self.stamps.setdefault(value, line)
+
+    def reject(self, line: int | None, reason: str) -> None:
+        """A whole document that cannot be read to its end: one warning, and none of its rows."""
+        self.warn(line, f"{reason}; {_ALL_OR_NOTHING}")
+        self.rows, self.lines, self.stamps = [], [], {}
+
+    def fail(self, error: BaseException) -> None:
+        """What an unforeseen failure costs: a document all of it, a line format what follows."""
+        if self.whole:
+            self.reject(self.line, f"cannot be read ({why(error)})")
+        elif self.line is None:
+            self.warn(None, f"cannot be read ({why(error)}); nothing collected from this file")
+        else:
+            self.warn(self.line, f"cannot be read past here ({why(error)}); the lines before it are kept")
+
+    def finish(self) -> None:
+        """Validate every row at once and add the file's share to the collection, or add nothing.
+
+        A row that fails validation is dropped with a warning naming its line and its
+        position among the file's rows.
+        """
+        rows = self.rows
+        try:
+            results = RESULTS_VALIDATOR.validate_python(rows)
+        except ValidationError as error:
+            bad: dict[int, str] = {}
+            for problem in error.errors(include_url=False):
+                index = int(problem["loc"][0])
+                where = ".".join(map(str, problem["loc"][1:]))
+                bad.setdefault(index, f"{where}: {problem['msg']}")
+            for index, reason in bad.items():
+                name = brief(rows[index].get("recipe_name"))
+                self.warn(self.lines[index], f"row {index + 1} ({name}): {reason}; row skipped")
+            results = RESULTS_VALIDATOR.validate_python(
+                [row for index, row in enumerate(rows) if index not in bad]
+            )
+        earliest = self._earliest()
+        self.collection.results.extend(results)
+        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
+            self.collection.earliest = earliest
+        self.note_hidden_warnings()
+
+    def note_hidden_warnings(self) -> None:
+        if self.warned > MAX_WARNINGS_PER_FILE:
+            hidden = self.warned - MAX_WARNINGS_PER_FILE
+            self.collection.warnings.append(
+                CollectWarning(self.display, None, f"{hidden} more warnings in this file not shown")
+            )
+            self.warned = MAX_WARNINGS_PER_FILE
+
+    def _earliest(self) -> datetime | None:
+        moments = []
+        for text, line in self.stamps.items():
+            local = _local_time(text)
+            if local is None:
+                continue  # not a timestamp: read leniently, as before
+            try:
+                moments.append(in_utc(local))
+            except OverflowError:
+                self.warn(line, f"timestamp {brief(text)} is out of range in UTC; ignored, the row is kept")
+        return min(moments, default=None)

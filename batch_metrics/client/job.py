@@ -1,0 +1,224 @@
+"""The action's job (`batch-metrics run`): collect, build, write, upload, report; never break the pipeline.
+
+`Job.run` works from parsed `Inputs` and returns the exit code: 0 on every problem, 1 for the same
+problems under `fail-on-error`. The payload is written before any network and kept in
+`batch-metrics-pending/` when its upload fails; a run that collected nothing (`no-results`)
+writes its payload, sends no empty batch, and counts as a problem.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from batch_metrics import TOKEN_ENV
+from batch_metrics.client.actions import Inputs, Reporter, write_outputs
+from batch_metrics.client.collect import Collection, collect
+from batch_metrics.client.disk import (
+    PENDING_DIR,
+    as_given,
+    give_to_workspace_owner,
+    missing_directories,
+    pending_path,
+    reason,
+    write_bytes,
+)
+from batch_metrics.client.payload import build_payload, payload_bytes, redact_messages
+from batch_metrics.client.summary import render_summary, write_summary
+
+if TYPE_CHECKING:
+    from batch_metrics.models import BatchPayload
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of the batch: the `status` output, the words for it, the endpoint's id."""
+
+    status: str
+    detail: str
+    batch_run_id: str = ""
+
+
+class Job:
+    """One run of the action's job: what it was given, and the problems it has met so far."""
+
+    def __init__(
+        self, inputs: Inputs, problems: list[str], *, token: str, workspace: Path, env: Mapping[str, str],
+        reporter: Reporter,
+    ) -> None:  # fmt: skip
+        self.inputs = inputs
+        self.problems = problems
+        self.token = token
+        self.workspace = workspace
+        self.env = env
+        self.reporter = reporter
+        self.payload_path = workspace / inputs.payload_path  # an absolute payload-path replaces the workspace
+
+    def run(self) -> int:
+        workspace_missing = not self.workspace.is_dir()
+        if workspace_missing:
+            self.problems.append(
+                f"the workspace {self.workspace} is not a directory: nothing is collected there, and it is "
+                "not created to hold the payload"
+            )
+        for problem in self.problems:
+            self.reporter.warning(problem)
+        collection = Collection() if workspace_missing else self.collect()
+        self.reporter.file_warnings(collection.warnings)
+        payload = self.build(collection)
+        body = payload_bytes(payload)
+        written = self.save(body, self.payload_path)
+        self.reporter.info(
+            f"batch {payload['batch_id']}: {payload['total_recipes']} results ({payload['passed']} passed, "
+            f"{payload['failed']} failed, {payload['skipped']} skipped) from {len(collection.files)} files"
+            + (f"; payload written to {self.payload_path}" if written else "")
+        )
+        outcome = self.send(payload, body)
+        self.report(payload, outcome, collection, written)
+        had_problem = outcome.status in ("failed", "no-results") or self.problems or collection.warnings
+        return 1 if had_problem and self.inputs.fail_on_error else 0
+
+    def warn(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.reporter.warning(problem)
+
+    def collect(self) -> Collection:
+        """The result files, never our own payload file nor a kept payload."""
+        return collect(
+            _results_without_payload(self.inputs.results, self.payload_path, self.workspace),
+            self.workspace,
+            fmt=self.inputs.format,
+            ecosystem=self.inputs.ecosystem,
+        )
+
+    def build(self, collection: Collection) -> BatchPayload:
+        inputs = self.inputs
+        payload = build_payload(
+            collection,
+            ecosystem=inputs.ecosystem,
+            batch_id=inputs.batch_id,
+            started_at=inputs.started_at,
+            env=self.env,
+        )
+        redact_messages(payload["results"], self.reporter.redact)
+        label = payload["ecosystem"]
+        if not inputs.ecosystem and label in ("mixed", "unknown") and payload["results"]:
+            why = "(its rows name several ecosystems)" if label == "mixed" else "(no row names one)"
+            self.warn(
+                f"input ecosystem is not set, so the batch is stored as {label!r} {why}; "
+                "set ecosystem to the one this batch validates"
+            )
+        return payload
+
+    def send(self, payload: BatchPayload, body: bytes) -> Outcome:
+        """Upload the batch when there is one, somewhere to send it and a token to send it with."""
+        inputs = self.inputs
+        if not payload["results"]:
+            return self._unsent(
+                "no-results", "nothing was collected; the payload was written, an empty batch not sent"
+            )
+        if inputs.dry_run:
+            return Outcome("dry-run", "dry run: the payload was written, not sent")
+        if not inputs.endpoint:
+            return self._unsent("failed", "no endpoint given: the payload was written, not sent")
+        if not self.token:
+            return self._unsent(
+                "failed", f"no token given (input token or ${TOKEN_ENV}): the payload was written, not sent"
+            )
+        from batch_metrics.client.upload import total_time, upload  # only a real upload loads requests
+
+        result = upload(
+            body,
+            endpoint=inputs.endpoint,
+            token=self.token,
+            timeout=inputs.timeout,
+            retries=inputs.retries,
+            total_timeout=total_time(inputs.timeout, inputs.retries),
+            log=self.reporter.info,
+        )
+        outcome = Outcome(
+            result.status, result.message, "" if result.batch_run_id is None else str(result.batch_run_id)
+        )
+        if result.status != "failed":
+            self.reporter.info(f"{outcome.status}: {outcome.detail}")
+            return outcome
+        kept = pending_path(self.workspace, payload["batch_id"])
+        if self.save(body, kept):
+            self.reporter.warning(
+                f"upload failed: {outcome.detail}. The payload is kept in {as_given(kept, self.workspace)} "
+                "until it is sent (a later run does not overwrite it); " + self._resend_hint(kept)
+            )
+        else:
+            self.reporter.warning(f"upload failed: {outcome.detail}")
+        return outcome
+
+    def _unsent(self, status: str, detail: str) -> Outcome:
+        self.reporter.warning(detail)
+        return Outcome(status, detail)
+
+    def _resend_hint(self, kept: Path) -> str:
+        """A command that works as printed in the workspace, wherever this process ran (a container too)."""
+        command = (
+            f"batch-metrics upload {shlex.quote(as_given(kept, self.workspace))} "
+            f"--endpoint {shlex.quote(self.inputs.endpoint)}"
+        )
+        return f"re-send it from the workspace, with the token in ${TOKEN_ENV}: {command}"
+
+    def report(self, payload: BatchPayload, outcome: Outcome, collection: Collection, written: bool) -> None:
+        """The step's outputs and, unless turned off, its job summary."""
+        write_outputs(
+            {
+                "status": outcome.status,
+                "batch-run-id": outcome.batch_run_id,
+                "total": str(payload["total_recipes"]),
+                "passed": str(payload["passed"]),
+                "failed": str(payload["failed"]),
+                "skipped": str(payload["skipped"]),
+                "success-rate": f"{payload['success_rate']:g}",
+                "payload-path": as_given(self.payload_path, self.workspace) if written else "",
+            },
+            self.env,
+        )
+        if self.inputs.summary:
+            notes = self.problems + [str(warning) for warning in collection.warnings]
+            summary = render_summary(
+                payload, status=outcome.status, detail=outcome.detail, warnings=notes,
+                redact=self.reporter.redact,
+            )  # fmt: skip
+            write_summary(summary, self.env)
+
+    def save(self, body: bytes, path: Path) -> bool:
+        """Write the payload to `path`; a warning and False when it cannot be written.
+
+        Nothing is written inside a workspace that does not exist (already warned about): creating
+        it would hide a wrong GITHUB_WORKSPACE or --workspace.
+        """
+        workspace = self.workspace
+        if path.is_relative_to(workspace) and not workspace.is_dir():
+            return False
+        made = [path, *missing_directories(path.parent, workspace)] if path.is_relative_to(workspace) else []
+        try:
+            write_bytes(body, path)
+        except OSError as error:
+            self.warn(f"the payload was not written to {as_given(path, workspace)}: {reason(error)}")
+            return False
+        try:
+            give_to_workspace_owner(made, workspace)
+        except OSError as error:
+            self.warn(f"{as_given(path, workspace)} is written, but stays owned by root: {reason(error)}")
+        return True
+
+
+def _results_without_payload(results: str, payload_path: Path, workspace: Path) -> str:
+    """The result globs plus exclusions of our own payload file and kept payloads, never to be read back."""
+    from wcmatch import glob as wcglob
+
+    results = f"{results}\n!{PENDING_DIR}/**"
+    try:
+        inside = payload_path.resolve().relative_to(workspace.resolve())
+    except ValueError:
+        return results
+    return f"{results}\n!{wcglob.escape(inside.as_posix())}"

@@ -1,0 +1,170 @@
+"""The payload builder: one batch from the collected rows.
+
+Definitions (docs/counting.md explains them to users):
+
+- one result row is one recipe validated on one platform;
+- `total_recipes` = the number of rows = `passed` + `failed` + `skipped`;
+- `success_rate` = passed / (passed + failed), rounded to 4 decimals: skipped rows
+  are left out, and a batch where nothing ran (no passed or failed row) has 0.0;
+- `macos_minutes` / `linux_minutes` = the summed `duration_seconds` of the rows whose
+  platform starts with `darwin`, `macos` or `osx` / with `linux`, in minutes, rounded
+  to 4 decimals; rows on other platforms (Windows, none given) count in neither;
+- `ecosystem` = the `ecosystem` argument, else the one ecosystem all rows share,
+  `mixed` when they name several, `unknown` when there are no rows;
+- `started_at` = the `started_at` argument (RFC 3339, normalised to UTC), else the
+  earliest timestamp in the inputs, else now; `completed_at` = now; both are written
+  as RFC 3339 UTC with `Z`;
+- `batch_id` = the argument, else `default_batch_id(env)`.
+
+A collection holding exactly one ready payload and no other rows is sent as it is:
+the fields it lacks (`completed_at`, and totals, rate or minutes left out) are filled
+in as above, and only an explicit `batch_id`, `ecosystem` or `started_at` argument
+replaces its own. Ready payloads found beside other inputs lend their rows to the
+new batch; their own totals and ids are dropped, since a batch is counted from rows.
+A ready payload may carry a `result` other than the three (the endpoint stores it
+as sent); such a row counts in `total_recipes` only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from operator import itemgetter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from batch_metrics.client.collect import Collection
+from batch_metrics.models import (
+    PAYLOAD_SERIALIZER,
+    PAYLOAD_VALIDATOR,
+    parse_rfc3339,
+    rfc3339,
+    success_rate,
+)
+
+if TYPE_CHECKING:
+    from batch_metrics.models import BatchPayload, RecipeResult
+
+_MACOS_PREFIXES = ("darwin", "macos", "osx")
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+def default_batch_id(env: Mapping[str, str]) -> str:
+    """`<repository>#<run id>.<attempt>:<job>` under GitHub Actions, else `local-<UTC time>-<random>`.
+
+    The run id and attempt make a re-run a new batch; the job id tells apart two jobs
+    of one run that each upload. Legs of one matrix job share all of these: give them
+    a `batch-id` of their own.
+    """
+    run_id = env.get("GITHUB_RUN_ID")
+    if run_id:
+        repository = env.get("GITHUB_REPOSITORY") or "github"
+        attempt = env.get("GITHUB_RUN_ATTEMPT") or "1"
+        job = env.get("GITHUB_JOB")
+        return f"{repository}#{run_id}.{attempt}" + (f":{job}" if job else "")
+    return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def batch_ecosystem(results: list[RecipeResult]) -> str:
+    """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none."""
+    ecosystems = {row["ecosystem"] for row in results}
+    if len(ecosystems) == 1:
+        return ecosystems.pop()
+    return "mixed" if ecosystems else "unknown"
+
+
+def batch_totals(results: list[RecipeResult]) -> dict[str, Any]:
+    """The counts, success rate and runner minutes of a batch, as defined in the module docstring."""
+    counts = Counter(map(itemgetter("result"), results))
+    passed, failed = counts["passed"], counts["failed"]
+    macos = linux = 0.0
+    for row in results:
+        seconds, platform = row.get("duration_seconds"), row.get("platform")
+        if seconds and platform:
+            platform = platform.lower()
+            if platform.startswith(_MACOS_PREFIXES):
+                macos += seconds
+            elif platform.startswith("linux"):
+                linux += seconds
+    return {
+        "total_recipes": len(results),
+        "passed": passed,
+        "failed": failed,
+        "skipped": counts["skipped"],
+        "success_rate": success_rate(passed, failed),
+        "macos_minutes": round(macos / 60, 4),
+        "linux_minutes": round(linux / 60, 4),
+    }
+
+
+def build_payload(
+    collection: Collection,
+    *,
+    ecosystem: str | None = None,
+    batch_id: str | None = None,
+    started_at: str | None = None,
+    env: Mapping[str, str] = _NO_ENV,
+    now: datetime | None = None,
+) -> BatchPayload:
+    """The batch to send. `env` is where the default batch id looks for GitHub's variables.
+
+    Raises ValueError when `started_at` is given but is not RFC 3339.
+    """
+    now = now or datetime.now(UTC)
+    start = rfc3339(parse_rfc3339(started_at)) if started_at else None
+    if len(collection.payloads) == 1 and not collection.results:
+        return _complete(collection.payloads[0], ecosystem, batch_id, start, now)
+
+    results = [row for payload in collection.payloads for row in payload["results"]]
+    results += collection.results
+    header = {
+        "batch_id": batch_id or default_batch_id(env),
+        "ecosystem": ecosystem or batch_ecosystem(results),
+        "started_at": start or rfc3339(collection.earliest or now),
+        "completed_at": rfc3339(now),
+        **batch_totals(results),
+    }
+    return _with_rows(header, results)
+
+
+def _complete(
+    ready: BatchPayload, ecosystem: str | None, batch_id: str | None, start: str | None, now: datetime
+) -> BatchPayload:
+    """A ready payload with what it lacks filled in and explicit arguments applied."""
+    header: dict[str, Any] = {key: value for key, value in ready.items() if key != "results"}
+    totals = batch_totals(ready["results"])
+    header.update({key: value for key, value in totals.items() if header.get(key) is None})
+    header["completed_at"] = header.get("completed_at") or rfc3339(now)
+    explicit = {"batch_id": batch_id, "ecosystem": ecosystem, "started_at": start}
+    header.update({key: value for key, value in explicit.items() if value})
+    return _with_rows(header, ready["results"])
+
+
+def _with_rows(header: dict[str, Any], results: list[RecipeResult]) -> BatchPayload:
+    """The header, validated, with the rows attached.
+
+    The rows were validated as they were collected: validating them again would double the
+    cost of a large batch.
+    """
+    payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python({**header, "results": []})
+    payload["results"] = results
+    return payload
+
+
+def payload_bytes(payload: BatchPayload) -> bytes:
+    """Compact JSON bytes straight from pydantic's Rust serialiser.
+
+    `null`s are left out (the endpoint reads a missing optional field as null): that
+    keeps large batches a third smaller.
+    """
+    return PAYLOAD_SERIALIZER.to_json(payload, exclude_none=True)
+
+
+def redact_messages(results: list[RecipeResult], redact: Callable[[str], str]) -> None:
+    """Secrets out of the rows' error messages, in place, before the payload is written or sent."""
+    for row in results:
+        message = row.get("error_message")
+        if message:
+            row["error_message"] = redact(message)

@@ -1,0 +1,256 @@
+"""The dashboard's questions, answered from the roll-ups: the same SQL on both databases.
+
+Every function takes the storage and a `Window` (the last N days before `now`, compared with
+`started_at` as RFC 3339 text, like `GET /batch-runs`) and reads the roll-up tables
+(storage/rollups.py), never a scan of `recipe_results`. `views/dashboard.py` serves them as JSON,
+`answers/metrics.py` as Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from batch_metrics.endpoint.storage import SQLStorage
+from batch_metrics.models import rfc3339, success_rate
+
+WINDOWS = (7, 30, 90)
+MAX_DAYS = 366
+TOP = 10
+STALE_FACTOR = 2  # stale after this many times an ecosystem's median gap between its recent runs
+STALE_GAPS = 10  # gaps between the latest runs that set the usual interval
+MIN_GAP_SECONDS = 3600  # runs minutes apart (several uploads of one nightly) would make anything stale
+MAX_HISTORY = 2000
+MAX_FAILURES = 500
+_LATEST_COLUMNS = ("id", "started_at", "success_rate", "passed", "failed", "skipped", "total_recipes")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A stored RFC 3339 time, or None when it is not one (stored text is whatever was sent)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The last `days` days before `now`, for one ecosystem or (None) all of them."""
+
+    days: int = 30
+    ecosystem: str | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def since(self) -> str:
+        return rfc3339(self.now - timedelta(days=self.days))
+
+    @property
+    def middle(self) -> str:
+        """Where the window's earlier half ends: a trend compares the two halves."""
+        return rfc3339(self.now - timedelta(days=self.days / 2))
+
+    def runs(self, alias: str = "r") -> tuple[str, list[Any]]:
+        """The WHERE clause selecting the window's runs, and its parameters.
+
+        The upper bound leaves out stored text that sorts after any real time (`started_at` is
+        whatever the client sent), while a clock a little ahead still counts.
+        """
+        where = f"{alias}.started_at >= {{mark}} AND {alias}.started_at < {{mark}}"
+        params: list[Any] = [self.since, rfc3339(self.now + timedelta(days=1))]
+        if self.ecosystem is not None:
+            where += f" AND {alias}.ecosystem = {{mark}}"
+            params.append(self.ecosystem)
+        return where, params
+
+
+def _stale(times: list[datetime], now: datetime, stale_after: timedelta | None) -> tuple[bool, float | None]:
+    """Whether the newest of `times` (newest first) is older than the threshold, and that threshold (s).
+
+    The threshold is `stale_after` when configured, else twice the median gap between the
+    latest runs; with fewer than two runs there is no usual interval and nothing is stale.
+    """
+    if stale_after is None:
+        gaps = [(newer - older).total_seconds() for newer, older in itertools.pairwise(times)]
+        if not gaps:
+            return False, None
+        limit = STALE_FACTOR * max(statistics.median(gaps), MIN_GAP_SECONDS)
+    else:
+        limit = stale_after.total_seconds()
+    return (now - times[0]).total_seconds() > limit, limit
+
+
+def ecosystems(
+    storage: SQLStorage, window: Window, stale_after: timedelta | None = None
+) -> list[dict[str, Any]]:
+    """Per ecosystem (all time, not just the window): the latest run, runs since a green run, staleness.
+
+    A green run is one with nothing failed. An ecosystem that stopped sending stays listed, flagged stale.
+    """
+    only, params = ("WHERE ecosystem = {mark}", [window.ecosystem]) if window.ecosystem else ("", [])
+    recent = storage.query(
+        "SELECT id, ecosystem, started_at, success_rate, passed, failed, skipped, total_recipes FROM ("
+        " SELECT *, row_number() OVER (PARTITION BY ecosystem ORDER BY started_at DESC, id DESC) AS n"
+        f" FROM batch_runs {only}) latest WHERE n <= {STALE_GAPS + 1} ORDER BY ecosystem, n",
+        params,
+    )
+    red = storage.query(
+        "SELECT e.ecosystem, count(r.id) AS runs, max(e.last_green) AS last_green FROM ("
+        " SELECT ecosystem, max(CASE WHEN failed = 0 THEN started_at END) AS last_green"
+        f" FROM batch_runs {only} GROUP BY ecosystem) e"
+        " LEFT JOIN batch_runs r ON r.ecosystem = e.ecosystem AND r.started_at > coalesce(e.last_green, '')"
+        " GROUP BY e.ecosystem",
+        params,
+    )
+    since_green = {row["ecosystem"]: row for row in red}
+    by_ecosystem: dict[str, list[dict[str, Any]]] = {}
+    for row in recent:
+        by_ecosystem.setdefault(row["ecosystem"], []).append(row)
+    answer = []
+    for name, runs in by_ecosystem.items():
+        latest = runs[0]
+        times = [moment for moment in (parse_time(run["started_at"]) for run in runs) if moment]
+        stale, limit = _stale(times, window.now, stale_after) if times else (False, None)
+        answer.append({
+            "ecosystem": name,
+            "latest_run": {key: latest[key] for key in _LATEST_COLUMNS},
+            "runs_since_green": int(since_green[name]["runs"]),
+            "last_green_at": since_green[name]["last_green"],
+            "stale": stale,
+            "stale_after_seconds": limit,
+        })  # fmt: skip
+    return answer
+
+
+def daily(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
+    """Per ecosystem and UTC day in the window: runs, passed, failed, success rate, runner minutes."""
+    where, params = window.runs()
+    rows = storage.query(
+        "SELECT r.ecosystem, substr(r.started_at, 1, 10) AS day, count(*) AS runs, sum(r.passed) AS passed,"
+        " sum(r.failed) AS failed, sum(r.macos_minutes) AS macos_minutes,"
+        " sum(r.linux_minutes) AS linux_minutes"
+        f" FROM batch_runs r WHERE {where} GROUP BY r.ecosystem, substr(r.started_at, 1, 10)"
+        " ORDER BY r.ecosystem, day",
+        params,
+    )
+    return [
+        {**row, "success_rate": success_rate(row["passed"], row["failed"]),
+         "macos_minutes": round(row["macos_minutes"], 2), "linux_minutes": round(row["linux_minutes"], 2)}
+        for row in rows
+    ]  # fmt: skip
+
+
+def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
+    """Per ecosystem and platform over the window: counts, success rate, runner minutes (from durations)."""
+    where, params = window.runs()
+    rows = storage.query(
+        "SELECT r.ecosystem, p.platform, count(*) AS runs, sum(p.passed) AS passed, sum(p.failed) AS failed,"
+        " sum(p.skipped) AS skipped, sum(p.seconds) AS seconds"
+        f" FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id WHERE {where}"
+        " GROUP BY r.ecosystem, p.platform ORDER BY r.ecosystem, p.platform",
+        params,
+    )
+    return [
+        {"ecosystem": row["ecosystem"], "platform": row["platform"], "runs": row["runs"],
+         "passed": row["passed"], "failed": row["failed"], "skipped": row["skipped"],
+         "success_rate": success_rate(row["passed"], row["failed"]), "minutes": round(row["seconds"] / 60, 2)}
+        for row in rows
+    ]  # fmt: skip
+
+
+def platform_days(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
+    """Per platform and UTC day in the window: the success rate over time, platform by platform."""
+    where, params = window.runs()
+    rows = storage.query(
+        "SELECT r.ecosystem, p.platform, substr(r.started_at, 1, 10) AS day, sum(p.passed) AS passed,"
+        " sum(p.failed) AS failed FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id"
+        f" WHERE {where} GROUP BY r.ecosystem, p.platform, substr(r.started_at, 1, 10)"
+        " ORDER BY r.ecosystem, p.platform, day",
+        params,
+    )
+    return [{**row, "success_rate": success_rate(row["passed"], row["failed"])} for row in rows]
+
+
+def _top_failures(
+    storage: SQLStorage, window: Window, table: str, column: str, limit: int
+) -> list[dict[str, Any]]:
+    """A failure roll-up over the window's runs, largest first, with the two halves for the trend."""
+    where, params = window.runs()
+    rows = storage.query(
+        f"SELECT r.ecosystem, x.{column} AS name, sum(x.failures) AS failures,"
+        " sum(CASE WHEN r.started_at >= {mark} THEN x.failures ELSE 0 END) AS recent,"
+        " max(r.id) AS last_run_id"
+        f" FROM batch_runs r JOIN {table} x ON x.batch_run_id = r.id"
+        f" WHERE {where} GROUP BY r.ecosystem, x.{column}"
+        " ORDER BY failures DESC, r.ecosystem, name LIMIT {mark}",
+        [window.middle, *params, limit],
+    )
+    return [
+        {"ecosystem": row["ecosystem"], "name": row["name"], "failures": int(row["failures"]),
+         "earlier": int(row["failures"] - row["recent"]), "recent": int(row["recent"]),
+         "last_run_id": int(row["last_run_id"])}
+        for row in rows
+    ]  # fmt: skip
+
+
+def failing_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
+    """The recipes with the most failed rows in the window; `earlier`/`recent` are the window's halves."""
+    return _top_failures(storage, window, "run_recipe_failures", "recipe_name", limit)
+
+
+def error_categories(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
+    """The error categories with the most failed rows in the window ('' for failures without one)."""
+    return _top_failures(storage, window, "run_category_failures", "error_category", limit)
+
+
+def flaky_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
+    """Recipes whose result flipped between passed and failed on one platform at least twice in the window.
+
+    One flip is a change (a break or a fix); flaky is back and forth. Ranked by flips.
+    """
+    where, params = window.runs()
+    rows = storage.query(
+        "SELECT r.ecosystem, x.recipe_name, count(*) AS flips, count(DISTINCT x.platform) AS platforms,"
+        " max(r.started_at) AS last_flip_at FROM recipe_flips x JOIN batch_runs r ON r.id = x.batch_run_id"
+        f" WHERE {where} GROUP BY r.ecosystem, x.recipe_name HAVING count(*) >= 2"
+        " ORDER BY flips DESC, r.ecosystem, x.recipe_name LIMIT {mark}",
+        [*params, limit],
+    )
+    return [{**row, "flips": int(row["flips"]), "platforms": int(row["platforms"])} for row in rows]
+
+
+def recipe_history(storage: SQLStorage, window: Window, recipe: str) -> list[dict[str, Any]]:
+    """One recipe's latest MAX_HISTORY rows in the window's runs, oldest first: its pass/fail strips."""
+    where, params = window.runs()
+    newest_first = storage.query(
+        "SELECT r.id AS batch_run_id, r.ecosystem, r.started_at, coalesce(f.platform, '') AS platform,"
+        " f.result, f.error_category FROM recipe_results f JOIN batch_runs r ON r.id = f.batch_run_id"
+        f" WHERE f.recipe_name = {{mark}} AND {where}"
+        f" ORDER BY r.started_at DESC, r.id DESC, platform DESC LIMIT {MAX_HISTORY}",
+        [recipe, *params],
+    )
+    return newest_first[::-1]
+
+
+def run_failures(storage: SQLStorage, run_id: int) -> dict[str, Any] | None:
+    """A run's counts and its failed rows with their messages (the first MAX_FAILURES by name)."""
+    runs = storage.query(
+        "SELECT id, batch_id, ecosystem, started_at, success_rate, passed, failed, skipped FROM batch_runs"
+        " WHERE id = {mark}",
+        [run_id],
+    )
+    if not runs:
+        return None
+    failures = storage.query(
+        "SELECT recipe_name, coalesce(platform, '') AS platform, error_category, error_message"
+        " FROM recipe_results WHERE batch_run_id = {mark} AND result = 'failed'"
+        f" ORDER BY recipe_name, platform LIMIT {MAX_FAILURES}",
+        [run_id],
+    )
+    return {**runs[0], "failures": failures, "truncated": len(failures) == MAX_FAILURES}

@@ -1,0 +1,77 @@
+"""`GET /metrics`: each ecosystem's latest batch in the Prometheus text format, via prometheus-client.
+
+Read from the database at every scrape (one small query on `batch_runs`), so any number of
+server processes answer alike and nothing is kept in memory between scrapes. Alerts this serves:
+
+    time() - batch_metrics_last_batch_timestamp_seconds > 36 * 3600   # no batch for 36 hours
+    batch_metrics_last_batch_success_rate < 0.9                        # success rate dropped
+    batch_metrics_ecosystem_stale == 1                                 # quieter than usual
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from batch_metrics.endpoint.answers import dashboard
+from batch_metrics.endpoint.storage import SQLStorage
+
+_RESULTS = ("passed", "failed", "skipped")
+
+
+class _LatestBatches:
+    """A collector over rows of `dashboard.ecosystems` (fetched once per scrape)."""
+
+    def __init__(self, statuses: list[dict[str, Any]]) -> None:
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        started = GaugeMetricFamily(
+            "batch_metrics_last_batch_timestamp_seconds",
+            "started_at of the ecosystem's latest batch, as a Unix time.",
+            labels=["ecosystem"],
+        )
+        rate = GaugeMetricFamily(
+            "batch_metrics_last_batch_success_rate",
+            "passed / (passed + failed) of the ecosystem's latest batch, 0-1.",
+            labels=["ecosystem"],
+        )
+        results = GaugeMetricFamily(
+            "batch_metrics_last_batch_results", "Result rows of the ecosystem's latest batch, by result.",
+            labels=["ecosystem", "result"],
+        )  # fmt: skip
+        red = GaugeMetricFamily(
+            "batch_metrics_runs_since_green",
+            "Batches since the ecosystem's last batch with nothing failed.",
+            labels=["ecosystem"],
+        )
+        stale = GaugeMetricFamily(
+            "batch_metrics_ecosystem_stale",
+            "1 when the ecosystem has sent no batch for longer than its usual interval (or --stale-after).",
+            labels=["ecosystem"],
+        )
+        for status in self.statuses:
+            name = status["ecosystem"]
+            latest = status["latest_run"]
+            moment = dashboard.parse_time(latest["started_at"])
+            if moment is not None:  # stored text that is not a time has no timestamp to report
+                started.add_metric([name], moment.timestamp())
+            rate.add_metric([name], latest["success_rate"])
+            for result in _RESULTS:
+                results.add_metric([name, result], latest[result])
+            red.add_metric([name], status["runs_since_green"])
+            stale.add_metric([name], 1 if status["stale"] else 0)
+        yield from (started, rate, results, red, stale)
+
+
+def exposition(storage: SQLStorage, accept: str | None, stale_after: timedelta | None) -> tuple[bytes, str]:
+    """The scrape's body and content type (text format, or OpenMetrics when the scraper asks for it)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_LatestBatches(dashboard.ecosystems(storage, dashboard.Window(), stale_after)))
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -1,0 +1,67 @@
+"""PostgreSQL, for more than one machine: psycopg 3, a small pool checked at checkout, results by COPY."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+_COPY_RESULTS = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN".encode()
+
+
+class PostgresStorage(SQLStorage):
+    """psycopg 3 with a small pool (one connection per server thread); results go in with COPY."""
+
+    dialect = "postgresql"
+    mark = "%s"
+
+    def __init__(self, url: str, *, pool_size: int = 8, wait_seconds: float = 30.0) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self.errors = (psycopg.Error,)  # the pool's timeout is a psycopg.OperationalError too
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url, min_size=1, max_size=pool_size, open=True, timeout=wait_seconds, name="batch-metrics",
+            # A connection the database dropped (a restart) is found and replaced at checkout, not
+            # handed to a request that would fail with it.
+            check=ConnectionPool.check_connection,
+        )  # fmt: skip
+        self.read_wait_seconds = min(wait_seconds, 10.0)
+        # COPY rows are built in Python: more writers than this would only queue for the GIL.
+        self.writers = max(1, min(pool_size, 4))
+        self._start_background()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection() as db, db.transaction():
+            yield db
+
+    @contextmanager
+    def _reader(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection(timeout=self.read_wait_seconds) as db:
+            yield db
+
+    def _exclusive(self, db: psycopg.Connection[Any], lock: int) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+
+    def _checkpoint(self) -> None:
+        """PostgreSQL checkpoints on its own."""
+
+    def _has_table(self, db: psycopg.Connection[Any], name: str) -> bool:
+        row = db.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def _insert_results(self, db: psycopg.Connection[Any], rows: Iterator[tuple[Any, ...]]) -> None:
+        with db.cursor() as cursor, cursor.copy(_COPY_RESULTS) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def close(self) -> None:
+        self._background.stop()
+        self.pool.close()
