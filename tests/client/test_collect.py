@@ -678,3 +678,12 @@ def test_collect_restores_the_garbage_collector(tmp_path: Path) -> None:
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_a_record_with_neither_status_nor_exit_code_is_failed(tmp_path: Path) -> None:
+    """Per-record lines list failures: with no status and no exit code to say otherwise, it failed."""
+    (tmp_path / "batch.jsonl").write_text('{"recipe": "jq", "platform": "linux-x86_64"}\n')
+    collection = collect("*.jsonl", tmp_path)
+    assert collection.warnings == []
+    [row] = collection.results
+    assert (row["recipe_name"], row["result"], row.get("error_category")) == ("jq", "failed", None)
