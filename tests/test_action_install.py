@@ -1,5 +1,5 @@
 """The composite action's set-up (action/install.sh through action.yml's steps): each platform's branch,
-the fallbacks, and the real Linux path end to end."""
+the fallbacks, uv following the runner's pip settings, and the real Linux path end to end."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -59,19 +60,26 @@ def with_python(tmp_path: Path, directory: Path, name: str = "python3") -> Path:
     return directory
 
 
-def locate(tmp_path: Path, env: Mapping[str, str], fail_on_error: str = "false") -> StepRun:
-    return run_step("locate", tmp_path, {"inputs.fail-on-error": fail_on_error}, env)
+def locate(
+    tmp_path: Path, env: Mapping[str, str], fail_on_error: str = "false", wrapper: Sequence[str] = ()
+) -> StepRun:
+    return run_step("locate", tmp_path, {"inputs.fail-on-error": fail_on_error}, env, wrapper)
 
 
 def install(
-    tmp_path: Path, env: Mapping[str, str], base_python: str, venv: Path | str, fail_on_error: str = "false"
+    tmp_path: Path,
+    env: Mapping[str, str],
+    base_python: str,
+    venv: Path | str,
+    fail_on_error: str = "false",
+    wrapper: Sequence[str] = (),
 ) -> StepRun:
     context = {
         "inputs.fail-on-error": fail_on_error,
         "steps.locate.outputs.python": base_python,
         "steps.locate.outputs.venv": str(venv),
     }
-    return run_step("install", tmp_path, context, env)
+    return run_step("install", tmp_path, context, env, wrapper)
 
 
 def digest_of(venv: str) -> str:
@@ -184,11 +192,13 @@ def test_a_broken_venv_is_made_again_with_the_runners_uv(tmp_path: Path) -> None
     env = runner(tmp_path, os.pathsep.join((str(tools), SYSTEM_PATH)))
     done = install(tmp_path, env, sys.executable, venv)
     assert done.code == 0, done.stdout
-    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true"}
+    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true", "installer": "uv"}
     assert (venv / "pyvenv.cfg").exists() and not list(venv.rglob("pip"))  # a fresh venv, made without pip
     assert log.read_text().splitlines() == [
         "pip", "install", "--python", str(venv / "bin" / "python"), "--require-hashes", "--no-deps",
-        "--only-binary", ":all:", "--quiet", "-r", str(ROOT / "requirements" / "action.txt"),
+        "--only-binary", ":all:", "--quiet",
+        "--no-index",  # PIP_NO_INDEX, passed on
+        "-r", str(ROOT / "requirements" / "action.txt"),
     ]  # fmt: skip
 
 
@@ -228,8 +238,8 @@ def test_when_uv_fails_the_runners_pip_installs_into_the_venv(tmp_path: Path) ->
     venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
     done = install(tmp_path, env, sys.executable, venv)
     assert done.code == 0, done.stdout
-    assert "uv could not install the requirements; trying pip" in done.stdout
-    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true"}
+    assert "batch-metrics: uv could not install the requirements (" in done.stdout
+    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true", "installer": "pip"}
     assert (venv / ".installed").exists()
 
 
@@ -263,6 +273,7 @@ def test_the_linux_set_up_end_to_end_from_the_package_index(tmp_path: Path) -> N
     installed = install(tmp_path, env, found.outputs["python"], found.outputs["venv"])
     assert installed.code == 0, installed.stdout
     assert installed.outputs["installed"] == "true"
+    assert installed.outputs["installer"] == "uv", installed.stdout
     assert (tmp_path / "runner-temp" / "batch-metrics-uv").is_dir()  # uv came from requirements/uv.txt
     workspace = tmp_path / "workspace"
     shutil.copytree(ROOT / "examples" / "results", workspace / "results")
@@ -287,3 +298,83 @@ def test_uv_is_pinned_with_hashes() -> None:
     version, hashes = pins["uv"]
     assert f"uv=={version}" in (ROOT / "requirements" / "uv.in").read_text()
     assert len(hashes) > 10  # a wheel for every platform the runners have
+
+
+# --- uv follows the runner's pip ------------------------------------------------------------------
+
+
+def uv_settings(tmp_path: Path, pip_conf: str | None, **env: str) -> list[str]:
+    """What action/pip_to_uv.py gives uv, with `pip_conf` as the runner's pip configuration file (None:
+    no configuration files at all) and `env` as its environment; pip itself reads them."""
+    config = os.devnull
+    if pip_conf is not None:
+        (tmp_path / "pip.conf").write_text(pip_conf)
+        config = str(tmp_path / "pip.conf")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "action" / "pip_to_uv.py")],
+        env={"PATH": SYSTEM_PATH, "HOME": str(tmp_path), "PIP_CONFIG_FILE": config, **env},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout.splitlines()
+
+
+TRUST_AND_RETRIES = ["UV_SYSTEM_CERTS=true", "UV_NATIVE_TLS=true", "UV_HTTP_RETRIES=0"]
+RUNNER_PIP_CONF = """\
+[global]
+index-url = https://global.example/simple/
+extra-index-url =
+    https://one.example/simple/
+    https://two.example/simple/
+find-links = /wheels/a /wheels/b
+trusted-host = one.example
+proxy = http://proxy.example:3128
+cert = /ca/bundle.pem
+client-cert = /ca/client.pem
+
+[install]
+index-url = https://install.example/simple/
+no-index = true
+"""
+
+
+def test_pips_settings_reach_uv_as_its_own_variables(tmp_path: Path) -> None:
+    assert uv_settings(tmp_path, RUNNER_PIP_CONF) == [
+        "UV_DEFAULT_INDEX=https://install.example/simple/",  # [install] over [global], as pip reads them
+        "UV_INDEX=https://one.example/simple/ https://two.example/simple/",
+        "UV_INDEX_STRATEGY=unsafe-best-match",  # pip's choice across indexes; every file still needs its hash
+        "UV_FIND_LINKS=/wheels/a,/wheels/b",
+        "UV_INSECURE_HOST=one.example",
+        "HTTPS_PROXY=http://proxy.example:3128",
+        "HTTP_PROXY=http://proxy.example:3128",
+        "SSL_CERT_FILE=/ca/bundle.pem",
+        "SSL_CLIENT_CERT=/ca/client.pem",
+        *TRUST_AND_RETRIES,
+        "--no-index",
+    ]
+
+
+def test_what_the_runner_tells_uv_itself_wins_over_pips_settings(tmp_path: Path) -> None:
+    told = {
+        "PIP_INDEX_URL": "https://env.example/simple/",  # PIP_* over pip.conf, as in pip
+        "UV_INDEX": "https://uv.example/simple/",
+        "SSL_CERT_FILE": "/uv/bundle.pem",
+        "https_proxy": "http://uv-proxy.example:3128",
+        "UV_NATIVE_TLS": "false",
+    }
+    assert uv_settings(tmp_path, RUNNER_PIP_CONF, **told) == [
+        "UV_DEFAULT_INDEX=https://env.example/simple/",
+        "UV_FIND_LINKS=/wheels/a,/wheels/b",
+        "UV_INSECURE_HOST=one.example",
+        "HTTP_PROXY=http://proxy.example:3128",
+        "SSL_CLIENT_CERT=/ca/client.pem",
+        "UV_HTTP_RETRIES=0",
+        "--no-index",
+    ]
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_the_ca_bundle_pip_reads_from_the_environment_reaches_uv(tmp_path: Path, variable: str) -> None:
+    assert uv_settings(tmp_path, None, **{variable: "/ca/proxy.pem"}) == [
+        "SSL_CERT_FILE=/ca/proxy.pem",
+        *TRUST_AND_RETRIES,
+    ]
