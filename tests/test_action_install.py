@@ -1,5 +1,6 @@
 """The composite action's set-up (action/install.sh through action.yml's steps): each platform's branch,
-the fallbacks, uv following the runner's pip settings, and the real Linux path end to end."""
+the fallbacks, uv following the runner's pip settings, the real Linux path end to end, and a self-hosted
+runner's private index (HTTPS on loopback, a private CA in the system's trust store)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from bench.private_index import URL, PrivateIndex, pinned_wheels, private_index, runner_pip_conf, unavailable
 from tests.conftest import ROOT
 from tests.test_action_metadata import (
+    ACTION_REQUIREMENTS,
     BASH,
     UV_REQUIREMENTS,
     StepRun,
@@ -378,3 +382,103 @@ def test_the_ca_bundle_pip_reads_from_the_environment_reaches_uv(tmp_path: Path,
         "SSL_CERT_FILE=/ca/proxy.pem",
         *TRUST_AND_RETRIES,
     ]
+
+
+# --- a self-hosted runner's private index: HTTPS on loopback, a private CA in the system store -------
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[PrivateIndex]:
+    """Caddy serving the pinned wheels at https://127.0.0.1/simple/ in namespaces with no other network."""
+    why = unavailable()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    wheels = pinned_wheels(sys.executable, ROOT / ".venv" / "cache")  # downloaded once, through the proxy
+    work = tmp_path / "index"
+    work.mkdir()
+    with private_index(work, wheels) as running:
+        yield running
+
+
+def private_runner(tmp_path: Path, *path: Path, **extra: str) -> dict[str, str]:
+    """A runner's step environment: its Python (and `path`) on PATH, no CA, proxy or index variables
+    (a step has none here, unlike this machine's shell), a new job's uv cache, and `extra`."""
+    env = runner(tmp_path, os.pathsep.join((str(with_python(tmp_path, tmp_path / "bin")), *map(str, path),
+                                            SYSTEM_PATH)))  # fmt: skip
+    for name in NO_INDEX:
+        env.pop(name)
+    return {**env, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), **extra}
+
+
+def set_up(tmp_path: Path, index: PrivateIndex, env: Mapping[str, str]) -> StepRun:
+    """locate and install as action.yml chains them, in the index's namespaces; the run step's dry run
+    then shows the venv works."""
+    found = locate(tmp_path, env, wrapper=index.enter())
+    assert found.code == 0, found.stdout
+    installed = install(tmp_path, env, found.outputs["python"], found.outputs["venv"], wrapper=index.enter())
+    assert installed.code == 0, installed.stdout
+    assert installed.outputs["installed"] == "true", installed.stdout
+    workspace = tmp_path / "workspace"
+    shutil.copytree(ROOT / "examples" / "results", workspace / "results")
+    inputs = {"results": "results/**", "ecosystem": "homebrew", "dry-run": "true", "summary": "false"}
+    context = run_context(tmp_path, installed.outputs["python"], inputs)
+    ran = run_step("run", tmp_path, context, runner_env(tmp_path, workspace))
+    assert ran.outputs.get("status") == "dry-run", ran.stdout
+    return installed
+
+
+def fetched_by(index: PrivateIndex, installer: str) -> set[str]:
+    """The paths `installer` (uv or pip, by its User-Agent) fetched from the index."""
+    return {path for agent, path in index.requests() if agent.startswith(f"{installer}/")}
+
+
+def every_pin_page() -> set[str]:
+    return {f"/simple/{name}/" for name in pinned(ACTION_REQUIREMENTS)}
+
+
+def test_uv_installs_from_the_index_pips_configuration_names(tmp_path: Path, index: PrivateIndex) -> None:
+    """pip.conf names the index and trusts the system's bundle, which holds the index's CA; no variable
+    says so. pip installs uv from the index, and uv, given pip's settings, the pinned wheels."""
+    env = private_runner(tmp_path, PIP_CONFIG_FILE=str(runner_pip_conf(tmp_path / "pip.conf")))
+    installed = set_up(tmp_path, index, env)
+    assert installed.outputs["installer"] == "uv", installed.stdout
+    assert installed.stdout == ""  # nothing to say: no fallback, no warnings
+    assert "/simple/uv/" in fetched_by(index, "pip")
+    uv_fetched = fetched_by(index, "uv")
+    assert every_pin_page() <= uv_fetched
+    wheels = [path for path in uv_fetched if path.startswith("/files/")]
+    assert len(wheels) == len(pinned(ACTION_REQUIREMENTS)), uv_fetched
+
+
+def test_the_runners_uv_trusts_the_system_store_for_its_index(tmp_path: Path, index: PrivateIndex) -> None:
+    """A runner with uv on PATH and UV_DEFAULT_INDEX set, the CA only in the system's store, and no pip
+    configuration: uv's own roots would refuse the index; the set-up has it use the system's."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    with zipfile.ZipFile(next(index.wheels.glob("uv-*.whl"))) as wheel:
+        (tools / "uv").write_bytes(wheel.read(next(n for n in wheel.namelist() if n.endswith("/scripts/uv"))))
+    (tools / "uv").chmod(0o755)
+    env = private_runner(tmp_path, tools, PIP_CONFIG_FILE=os.devnull, UV_DEFAULT_INDEX=URL)
+    installed = set_up(tmp_path, index, env)
+    assert installed.outputs["installer"] == "uv", installed.stdout
+    assert not (tmp_path / "runner-temp" / "batch-metrics-uv").exists()  # the runner's uv, not one installed
+    assert every_pin_page() <= fetched_by(index, "uv")
+    assert not fetched_by(index, "pip")
+
+
+def test_when_uv_fails_one_line_says_why_and_pip_installs(tmp_path: Path, index: PrivateIndex) -> None:
+    """uv told another index than pip's (nothing listens there): it gives up at once, the log says why
+    in one line, and pip installs from the private index."""
+    env = private_runner(
+        tmp_path,
+        PIP_CONFIG_FILE=str(runner_pip_conf(tmp_path / "pip.conf")),
+        UV_DEFAULT_INDEX="https://127.0.0.1:9/simple/",
+    )
+    installed = set_up(tmp_path, index, env)
+    assert installed.outputs["installer"] == "pip", installed.stdout
+    [line] = installed.stdout.splitlines()
+    assert line.startswith("batch-metrics: uv could not install the requirements ("), line
+    assert line.endswith("Connection refused (os error 111)); installing with pip"), line
+    assert every_pin_page() <= fetched_by(index, "pip")
