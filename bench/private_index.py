@@ -4,8 +4,9 @@ The pinned wheels (requirements/action.txt and uv.txt) as a PEP 503 tree, served
 HTTPS with a CA of its own (`local_certs`) at https://127.0.0.1/simple/, in a network namespace that has
 nothing but loopback (so whatever installs there can reach no other index), and a mount namespace whose
 system trust store (/etc/ssl/certs/ca-certificates.crt) holds that CA too, as a runner's would: nothing
-on the machine outside it changes. Commands run there through `nsenter`. Needs root (the namespaces),
-util-linux and iproute2.
+on the machine outside it changes. Both belong to a user namespace of the caller's (no root needed
+where the kernel lets users make one); commands run there through `nsenter`. Needs util-linux and
+iproute2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 URL = "https://127.0.0.1/simple/"
 REQUIREMENTS = (ROOT / "requirements" / "action.txt", ROOT / "requirements" / "uv.txt")
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+_NAMESPACES = ["unshare", "--user", "--map-root-user", "--mount", "--net", "--"]
 
 
 def unavailable() -> str | None:
@@ -41,10 +43,11 @@ def unavailable() -> str | None:
         return "`ip` is missing: install Debian's iproute2 package (.ci/run does)"
     if not SYSTEM_BUNDLE.exists():
         return f"{SYSTEM_BUNDLE} is missing: install Debian's ca-certificates package"
-    namespaces = ["unshare", "--mount", "--net", "true"]
-    probe = subprocess.run(namespaces, capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return f"no mount and network namespace for it (needs root): {probe.stderr.strip()}"
+    what_it_does = 'ip link set lo up && mount --bind "$0" "$0"'
+    probe = [*_NAMESPACES, "sh", "-c", what_it_does, str(SYSTEM_BUNDLE)]
+    done = subprocess.run(probe, env={"PATH": _PATH}, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"no user, mount and network namespace can be made here: {done.stderr.strip()}"
     return None
 
 
@@ -101,7 +104,8 @@ class PrivateIndex:
 
     def enter(self) -> list[str]:
         """The command prefix that runs a program in the index's namespaces."""
-        return ["nsenter", f"--target={self.pid}", "--net", "--mount", "--"]
+        return ["nsenter", f"--target={self.pid}", "--user", "--net", "--mount", "--preserve-credentials",
+                "--"]  # fmt: skip
 
     def requests(self) -> list[tuple[str, str]]:
         """(User-Agent, path) of every request the index answered 200, in order."""
@@ -144,7 +148,7 @@ def private_index(work: Path, wheels: Path, seconds: float = 60) -> Iterator[Pri
     serve = [str(CADDY), "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
     with log.open("wb") as sink:
         caddy = subprocess.Popen(
-            ["unshare", "--mount", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *serve],
+            [*_NAMESPACES, "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *serve],
             env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
         )  # fmt: skip
     try:
