@@ -108,7 +108,8 @@ reason() {
     /^(error|ERROR):/ && first == "" { first = $0; sub(/^(error|ERROR): */, "", first) }
     /^[ \t]*(cause|Caused by):/ { cause = $0; sub(/^[ \t]*(cause|Caused by): */, "", cause) }
     NF { last = $0 }
-    END { if (first == "") first = last; if (cause != "") first = first ": " cause; print first }
+    END { if (first == "") first = last; if (cause != "") first = first ": " cause
+          if (first == "") first = "it said nothing"; print first }
   ' "$1"
 }
 
@@ -125,8 +126,9 @@ install_with_uv() {
     return 1
   fi
   wait "$reading"
-  # NAME=VALUE for uv's environment, or an option for `uv pip install`, one a line.
+  # NAME=VALUE for uv's environment, or an option for `uv pip install`, one a line (CRLF on Windows).
   while IFS= read -r setting; do
+    setting=${setting%$'\r'}
     case "$setting" in
       --*) options+=("$setting") ;;
       ?*=*) variables+=("$setting") ;;
