@@ -6,9 +6,12 @@
 #
 # The venv is made without pip (creating pip costs more than everything else together), and uv
 # installs the pinned, hashed wheels into it; uv is the runner's own when it has one, else it is
-# installed from requirements/uv.txt (hashed too) with the runner's pip. When uv cannot do it, the
-# runner's pip installs into the venv (`pip --python`). Metrics must not break the pipeline they
-# measure: any failure is a warning (the run step is then skipped) unless fail-on-error is true.
+# installed from requirements/uv.txt (hashed too) with the runner's pip. uv is given the runner's pip
+# settings (index, CA bundle, proxy: action/pip_to_uv.py) and the system's trust store, so it works
+# behind a TLS-intercepting proxy or with a private index wherever pip does. When uv cannot do it
+# anyway, one line says why and the runner's pip installs into the venv (`pip --python`). Metrics
+# must not break the pipeline they measure: any failure is a warning (the run step is then skipped)
+# unless fail-on-error is true.
 #
 # Runs on the Linux, macOS and Windows runners' bash (Git Bash on Windows, where paths handed to
 # Windows programs are converted with cygpath and a venv keeps its interpreter in Scripts/).
@@ -93,26 +96,59 @@ find_uv() {
   target="$(posix "$RUNNER_TEMP")/batch-metrics-uv"
   rm -rf "$target"
   "$BATCH_METRICS_BASE_PYTHON" -m pip install --target "$(native "$target")" --require-hashes --no-deps \
-    --only-binary :all: --no-compile --disable-pip-version-check --no-input --quiet \
+    --only-binary :all: --no-compile --disable-pip-version-check --no-input --quiet --quiet \
     -r "$GITHUB_ACTION_PATH/requirements/uv.txt" >&2 || return 1
   uv_in "$target"
 }
 
+# What went wrong, in one line, from uv's output (`error: ...` and its last `cause: ...`) or pip's
+# (its first `ERROR: ...`) in the file $1.
+reason() {
+  awk '
+    /^(error|ERROR):/ && first == "" { first = $0; sub(/^(error|ERROR): */, "", first) }
+    /^[ \t]*(cause|Caused by):/ { cause = $0; sub(/^[ \t]*(cause|Caused by): */, "", cause) }
+    NF { last = $0 }
+    END { if (first == "") first = last; if (cause != "") first = first ": " cause
+          if (first == "") first = "it said nothing"; print first }
+  ' "$1"
+}
+
 install_with_uv() {
-  local uv
-  uv=$(find_uv) || return 1
-  "$uv" pip install --python "$(native "$1")" --require-hashes --no-deps --only-binary :all: --quiet \
-    -r "$GITHUB_ACTION_PATH/requirements/action.txt"
+  local uv log settings reading setting variables=() options=()
+  log="$(posix "$RUNNER_TEMP")/batch-metrics-uv.log"
+  settings="$(posix "$RUNNER_TEMP")/batch-metrics-uv-settings"
+  # Read while uv is found or installed (a Python start-up and pip's import: ~0.3 s, on another core).
+  "$BATCH_METRICS_BASE_PYTHON" "$GITHUB_ACTION_PATH/action/pip_to_uv.py" >"$settings" &
+  reading=$!
+  if ! uv=$(find_uv 2>"$log"); then
+    wait "$reading"
+    echo "batch-metrics: uv could not be installed ($(reason "$log")); installing with pip" >&2
+    return 1
+  fi
+  wait "$reading"
+  # NAME=VALUE for uv's environment, or an option for `uv pip install`, one a line (CRLF on Windows).
+  while IFS= read -r setting; do
+    setting=${setting%$'\r'}
+    case "$setting" in
+      --*) options+=("$setting") ;;
+      ?*=*) variables+=("$setting") ;;
+    esac
+  done <"$settings"
+  env ${variables[@]+"${variables[@]}"} "$uv" pip install --python "$(native "$1")" --require-hashes \
+    --no-deps --only-binary :all: --quiet ${options[@]+"${options[@]}"} \
+    -r "$GITHUB_ACTION_PATH/requirements/action.txt" 2>"$log" && return 0
+  echo "batch-metrics: uv could not install the requirements ($(reason "$log")); installing with pip" >&2
+  return 1
 }
 
 install_with_pip() {
   "$BATCH_METRICS_BASE_PYTHON" -m pip --python "$(native "$1")" install --require-hashes --no-deps \
-    --only-binary :all: --disable-pip-version-check --no-input --quiet \
+    --only-binary :all: --disable-pip-version-check --no-input --quiet --quiet \
     -r "$GITHUB_ACTION_PATH/requirements/action.txt"
 }
 
 install() {
-  local venv python
+  local venv python installer
   venv=$(posix "$BATCH_METRICS_VENV")
   # Installed earlier in this job, or restored from the cache: used as it is if its interpreter starts.
   if [ -f "$venv/.installed" ] && "$(venv_python "$venv")" -c '' 2>/dev/null; then
@@ -123,13 +159,14 @@ install() {
   "$BATCH_METRICS_BASE_PYTHON" -m venv --without-pip "$(native "$venv")" \
     || give_up "creating a venv with $BATCH_METRICS_BASE_PYTHON failed (see the log above)"
   python=$(venv_python "$venv")
+  installer=uv
   if ! install_with_uv "$python"; then
-    echo "batch-metrics: uv could not install the requirements; trying pip" >&2
+    installer=pip
     install_with_pip "$python" \
       || give_up "installing the action's requirements with $BATCH_METRICS_BASE_PYTHON failed (see the log above)"
   fi
   touch "$venv/.installed"
-  { echo "python=$python"; echo "installed=true"; } >>"$GITHUB_OUTPUT"
+  { echo "python=$python"; echo "installed=true"; echo "installer=$installer"; } >>"$GITHUB_OUTPUT"
 }
 
 case "${1:-}" in

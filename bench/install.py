@@ -6,10 +6,17 @@ $GITHUB_OUTPUT. Its `uses:` steps (the cache restore and save) need GitHub's cac
 left out, which is a cache miss: the worst case of a new job.
 
 - New job: a fresh RUNNER_TEMP (and uv cache), then the steps with a dry run over 1,000 results.
-  pip's cache is the machine's (warm, as the issue measured it).
+  pip's cache is the machine's (warm, as the issue measured it). The step has this machine's
+  environment less what a runner's step would not have: the CA bundle variables (a runner's pip and
+  uv meet a TLS-intercepting proxy's CA through the system's store and pip.conf only).
+- New job from a private index: the same, with the pinned wheels served over HTTPS on loopback by
+  Caddy with its own CA, in the system's trust store and named by the runner's pip.conf
+  (bench/private_index.py; no other network).
 - Same job: the steps again on the same RUNNER_TEMP (the venv is there).
 - Options measured beside them in the same run, filling the same venv: the runner's pip into a
   venv made without pip (`pip --python`), and a venv with its own pip (the set-up before uv).
+
+Each new-job row says which installer the set-up took (its install step's `installer` output).
 
 Baseline for all: a bare `python3 -m venv` with the runner's interpreter, the least a job that
 sets up a standard venv pays. The image size is read with podman from `batch-metrics:test`
@@ -23,14 +30,16 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench import data
+from bench import data, private_index
 from bench.measure import MIB, ROOT, BenchError, Row, Scale, ratio_row
 
 ACTION = ROOT / "action.yml"
@@ -43,6 +52,10 @@ _EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 _CONDITION = re.compile(r"(\S+) (==|!=) '([^']*)'")
 _PIP_INSTALL = ["install", "--require-hashes", "--no-deps", "--only-binary", ":all:",
                 "--disable-pip-version-check", "--no-input", "--quiet", "-r", str(REQUIREMENTS)]  # fmt: skip
+# This machine's, not a runner step's: a runner's pip and uv see the proxy's CA through the system's
+# store and pip.conf only (the wheel directory is this machine's too).
+_NOT_ON_A_RUNNER = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+                    "PIP_FIND_LINKS")  # fmt: skip
 
 
 def _runner_env(job: Path, workspace: Path) -> dict[str, str]:
@@ -52,6 +65,7 @@ def _runner_env(job: Path, workspace: Path) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("GITHUB_", "INPUT_", "RUNNER_", "BATCH_METRICS_", "UV_", "VIRTUAL_ENV"))
         and key != "PYTHONDONTWRITEBYTECODE"  # a runner does not set it: the run step keeps its bytecode
+        and key not in _NOT_ON_A_RUNNER
     }
     return keep | {
         "RUNNER_TEMP": str(job / "temp"),
@@ -86,8 +100,11 @@ def _condition(text: str, context: Mapping[str, str]) -> bool:
     return (_evaluate(name, context) == value) == (operator == "==")
 
 
-def run_action(inputs: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
-    """Run action.yml's `run:` steps as a runner does; the action's outputs' step outputs (steps.ID.NAME)."""
+def run_action(
+    inputs: Mapping[str, str], env: Mapping[str, str], wrapper: Sequence[str] = ()
+) -> dict[str, str]:
+    """Run action.yml's `run:` steps as a runner does (each after `wrapper`, if any); the step outputs
+    (steps.ID.NAME)."""
     action: dict[str, Any] = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
     context = {f"inputs.{name}": str(spec.get("default", "")) for name, spec in action["inputs"].items()}
     context |= {f"inputs.{name}": value for name, value in inputs.items()}
@@ -101,7 +118,7 @@ def run_action(inputs: Mapping[str, str], env: Mapping[str, str]) -> dict[str, s
         output.write_text("")
         step_env = {name: _substitute(str(value), context) for name, value in step.get("env", {}).items()}
         completed = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            [*wrapper, "bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
             env={**env, **step_env, "GITHUB_OUTPUT": str(output)},
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -152,21 +169,34 @@ def _call_all(*commands: list[str | Path]) -> None:
         _call(*argv)
 
 
-def _measure_once(work: Path, python: str, workspace: Path, seconds: dict[str, list[float]]) -> None:
+def _measure_once(
+    work: Path, python: str, workspace: Path, seconds: dict[str, list[float]],
+    installers: dict[str, list[str]], index: private_index.PrivateIndex | None,
+) -> None:  # fmt: skip
     job = work / "install-job"
     shutil.rmtree(job, ignore_errors=True)
     env = _runner_env(job, workspace)
     inputs = {"results": "**/*.json", "ecosystem": "bench", "batch-id": "bench-install", "dry-run": "true"}
     payload = workspace / "batch-metrics-payload.json"
 
-    def action() -> None:
+    def action(key: str, env: Mapping[str, str], wrapper: Sequence[str] = ()) -> None:
         payload.unlink(missing_ok=True)
-        outputs = run_action(inputs, env)
+        began = time.perf_counter()
+        outputs = run_action(inputs, env, wrapper)
+        seconds[key].append(time.perf_counter() - began)
         if outputs.get("steps.run.outputs.total") != str(RESULTS) or not payload.exists():
             raise BenchError(f"the action's dry run did not count {RESULTS} results: {outputs}")
+        installers[key].append(outputs.get("steps.install.outputs.installer") or "none (reused)")
 
-    seconds["new job"].append(_timed(action))
-    seconds["same job"].append(_timed(action))
+    action("new job", env)
+    action("same job", env)
+    if index is not None:
+        private = work / "install-job-private"
+        shutil.rmtree(private, ignore_errors=True)
+        pip_conf = private_index.runner_pip_conf(work / "private-pip.conf")
+        runner = _runner_env(private, workspace) | {"PIP_CONFIG_FILE": str(pip_conf)}
+        action("private index", runner, index.enter())
+        shutil.rmtree(private)
     venv = job / "venv"
     seconds["bare venv"].append(_timed(lambda: _call(python, "-m", "venv", venv)))
     shutil.rmtree(venv)
@@ -181,33 +211,60 @@ def _measure_once(work: Path, python: str, workspace: Path, seconds: dict[str, l
     shutil.rmtree(job)
 
 
+@contextmanager
+def _private_index(work: Path) -> Iterator[private_index.PrivateIndex | str]:
+    """The private index, running, or why it cannot run here."""
+    why = private_index.unavailable()
+    if why is not None:
+        yield why
+        return
+    wheels = private_index.pinned_wheels(sys.executable, ROOT / ".venv" / "cache")
+    served = work / "private-index"
+    shutil.rmtree(served, ignore_errors=True)
+    served.mkdir(parents=True)
+    with private_index.private_index(served, wheels) as index:
+        yield index
+
+
+def _path(installers: list[str]) -> str:
+    """Which installer a row's runs took: `uv`, or each with its count when they differ."""
+    counts = {name: installers.count(name) for name in dict.fromkeys(installers)}
+    return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{n} {c}x" for n, c in counts.items())
+
+
 def _install_rows(scale: Scale, work: Path) -> list[Row]:
     python = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"],
                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     workspace = data.write_dataset(
         "validation-results", work / "install-workspace", files=10, results=RESULTS
     ).directory
-    seconds: dict[str, list[float]] = {
-        name: [] for name in ("new job", "same job", "bare venv", "pip --python", "venv + its pip")
-    }
-    _measure_once(work, python, workspace, {name: [] for name in seconds})  # warms pip's cache; not counted
-    for _ in range(scale.runs):
-        _measure_once(work, python, workspace, seconds)
+    names = ("new job", "same job", "private index", "bare venv", "pip --python", "venv + its pip")
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    installers: dict[str, list[str]] = {name: [] for name in names}
+    with _private_index(work) as index:
+        running = None if isinstance(index, str) else index
+        # One round that warms pip's cache, not counted.
+        _measure_once(work, python, workspace, {n: [] for n in names}, {n: [] for n in names}, running)
+        for _ in range(scale.runs):
+            _measure_once(work, python, workspace, seconds, installers, running)
     baseline = statistics.median(seconds["bare venv"])
     name = "bare `python3 -m venv`"
 
     def row(label: str, key: str, limit: float | None) -> Row:
         return ratio_row(label, statistics.median(seconds[key]), baseline, unit="s", baseline_name=name,
                          limit=limit, runs=scale.runs, ours_seconds=seconds[key],
-                         baseline_seconds=seconds["bare venv"])  # fmt: skip
+                         baseline_seconds=seconds["bare venv"], installers=installers[key])  # fmt: skip
 
-    steps = f"action.yml's steps + dry run, {RESULTS:,} results"
+    steps = f"action.yml's steps + dry run, {RESULTS:,} results; cache miss"
+    private = "action install: new job, private index (HTTPS on loopback, private CA in the system store; "
     return [
-        row(f"action install: new job ({steps}; cache miss)", "new job", _TARGET),
-        row(f"action install: same job, second use ({steps})", "same job", None),
+        row(f"action install: new job ({steps}; path: {_path(installers['new job'])})", "new job", _TARGET),
+        row(f"action install: same job, second use ({steps.removesuffix('; cache miss')})", "same job", None),
+        Row.unavailable(f"{private}{steps})", index, f"≤ {_TARGET:g}x") if isinstance(index, str)
+        else row(f"{private}{steps}; path: {_path(installers['private index'])})", "private index", _TARGET),
         row("action install, option: venv without pip + runner's `pip --python`", "pip --python", None),
         row("action install, option: venv + its own pip (the set-up before uv)", "venv + its pip", None),
-    ]
+    ]  # fmt: skip
 
 
 def _image_bytes(podman: str, image: str) -> int | None:

@@ -1,5 +1,6 @@
 """The composite action's set-up (action/install.sh through action.yml's steps): each platform's branch,
-the fallbacks, and the real Linux path end to end."""
+the fallbacks, uv following the runner's pip settings, the real Linux path end to end, and a self-hosted
+runner's private index (HTTPS on loopback, a private CA in the system's trust store)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from bench.private_index import URL, PrivateIndex, pinned_wheels, private_index, runner_pip_conf, unavailable
 from tests.conftest import ROOT
 from tests.test_action_metadata import (
+    ACTION_REQUIREMENTS,
     BASH,
     UV_REQUIREMENTS,
     StepRun,
@@ -59,19 +64,26 @@ def with_python(tmp_path: Path, directory: Path, name: str = "python3") -> Path:
     return directory
 
 
-def locate(tmp_path: Path, env: Mapping[str, str], fail_on_error: str = "false") -> StepRun:
-    return run_step("locate", tmp_path, {"inputs.fail-on-error": fail_on_error}, env)
+def locate(
+    tmp_path: Path, env: Mapping[str, str], fail_on_error: str = "false", wrapper: Sequence[str] = ()
+) -> StepRun:
+    return run_step("locate", tmp_path, {"inputs.fail-on-error": fail_on_error}, env, wrapper)
 
 
 def install(
-    tmp_path: Path, env: Mapping[str, str], base_python: str, venv: Path | str, fail_on_error: str = "false"
+    tmp_path: Path,
+    env: Mapping[str, str],
+    base_python: str,
+    venv: Path | str,
+    fail_on_error: str = "false",
+    wrapper: Sequence[str] = (),
 ) -> StepRun:
     context = {
         "inputs.fail-on-error": fail_on_error,
         "steps.locate.outputs.python": base_python,
         "steps.locate.outputs.venv": str(venv),
     }
-    return run_step("install", tmp_path, context, env)
+    return run_step("install", tmp_path, context, env, wrapper)
 
 
 def digest_of(venv: str) -> str:
@@ -184,11 +196,13 @@ def test_a_broken_venv_is_made_again_with_the_runners_uv(tmp_path: Path) -> None
     env = runner(tmp_path, os.pathsep.join((str(tools), SYSTEM_PATH)))
     done = install(tmp_path, env, sys.executable, venv)
     assert done.code == 0, done.stdout
-    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true"}
+    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true", "installer": "uv"}
     assert (venv / "pyvenv.cfg").exists() and not list(venv.rglob("pip"))  # a fresh venv, made without pip
     assert log.read_text().splitlines() == [
         "pip", "install", "--python", str(venv / "bin" / "python"), "--require-hashes", "--no-deps",
-        "--only-binary", ":all:", "--quiet", "-r", str(ROOT / "requirements" / "action.txt"),
+        "--only-binary", ":all:", "--quiet",
+        "--no-index",  # PIP_NO_INDEX, passed on
+        "-r", str(ROOT / "requirements" / "action.txt"),
     ]  # fmt: skip
 
 
@@ -228,8 +242,8 @@ def test_when_uv_fails_the_runners_pip_installs_into_the_venv(tmp_path: Path) ->
     venv = tmp_path / "runner-temp" / "batch-metrics-venv-0123456789abcdef"
     done = install(tmp_path, env, sys.executable, venv)
     assert done.code == 0, done.stdout
-    assert "uv could not install the requirements; trying pip" in done.stdout
-    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true"}
+    assert "batch-metrics: uv could not install the requirements (" in done.stdout
+    assert done.outputs == {"python": str(venv / "bin" / "python"), "installed": "true", "installer": "pip"}
     assert (venv / ".installed").exists()
 
 
@@ -263,6 +277,7 @@ def test_the_linux_set_up_end_to_end_from_the_package_index(tmp_path: Path) -> N
     installed = install(tmp_path, env, found.outputs["python"], found.outputs["venv"])
     assert installed.code == 0, installed.stdout
     assert installed.outputs["installed"] == "true"
+    assert installed.outputs["installer"] == "uv", installed.stdout
     assert (tmp_path / "runner-temp" / "batch-metrics-uv").is_dir()  # uv came from requirements/uv.txt
     workspace = tmp_path / "workspace"
     shutil.copytree(ROOT / "examples" / "results", workspace / "results")
@@ -287,3 +302,183 @@ def test_uv_is_pinned_with_hashes() -> None:
     version, hashes = pins["uv"]
     assert f"uv=={version}" in (ROOT / "requirements" / "uv.in").read_text()
     assert len(hashes) > 10  # a wheel for every platform the runners have
+
+
+# --- uv follows the runner's pip ------------------------------------------------------------------
+
+
+def uv_settings(tmp_path: Path, pip_conf: str | None, **env: str) -> list[str]:
+    """What action/pip_to_uv.py gives uv, with `pip_conf` as the runner's pip configuration file (None:
+    no configuration files at all) and `env` as its environment; pip itself reads them."""
+    config = os.devnull
+    if pip_conf is not None:
+        (tmp_path / "pip.conf").write_text(pip_conf)
+        config = str(tmp_path / "pip.conf")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "action" / "pip_to_uv.py")],
+        env={"PATH": SYSTEM_PATH, "HOME": str(tmp_path), "PIP_CONFIG_FILE": config, **env},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout.splitlines()
+
+
+TRUST_AND_RETRIES = ["UV_SYSTEM_CERTS=true", "UV_NATIVE_TLS=true", "UV_HTTP_RETRIES=0"]
+RUNNER_PIP_CONF = """\
+[global]
+index-url = https://global.example/simple/
+extra-index-url =
+    https://one.example/simple/
+    https://two.example/simple/
+find-links = /wheels/a /wheels/b
+trusted-host = one.example
+proxy = http://proxy.example:3128
+cert = /ca/bundle.pem
+client-cert = /ca/client.pem
+
+[install]
+index-url = https://install.example/simple/
+no-index = true
+"""
+
+
+def test_pips_settings_reach_uv_as_its_own_variables(tmp_path: Path) -> None:
+    assert uv_settings(tmp_path, RUNNER_PIP_CONF) == [
+        "UV_DEFAULT_INDEX=https://install.example/simple/",  # [install] over [global], as pip reads them
+        "UV_INDEX=https://one.example/simple/ https://two.example/simple/",
+        "UV_INDEX_STRATEGY=unsafe-best-match",  # pip's choice across indexes; every file still needs its hash
+        "UV_FIND_LINKS=/wheels/a,/wheels/b",
+        "UV_INSECURE_HOST=one.example",
+        "HTTPS_PROXY=http://proxy.example:3128",
+        "HTTP_PROXY=http://proxy.example:3128",
+        "SSL_CERT_FILE=/ca/bundle.pem",
+        "SSL_CLIENT_CERT=/ca/client.pem",
+        *TRUST_AND_RETRIES,
+        "--no-index",
+    ]
+
+
+def test_what_the_runner_tells_uv_itself_wins_over_pips_settings(tmp_path: Path) -> None:
+    told = {
+        "PIP_INDEX_URL": "https://env.example/simple/",  # PIP_* over pip.conf, as in pip
+        "UV_INDEX": "https://uv.example/simple/",
+        "SSL_CERT_FILE": "/uv/bundle.pem",
+        "https_proxy": "http://uv-proxy.example:3128",
+        "UV_NATIVE_TLS": "false",
+    }
+    assert uv_settings(tmp_path, RUNNER_PIP_CONF, **told) == [
+        "UV_DEFAULT_INDEX=https://env.example/simple/",
+        "UV_FIND_LINKS=/wheels/a,/wheels/b",
+        "UV_INSECURE_HOST=one.example",
+        "HTTP_PROXY=http://proxy.example:3128",
+        "SSL_CLIENT_CERT=/ca/client.pem",
+        "UV_HTTP_RETRIES=0",
+        "--no-index",
+    ]
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_the_ca_bundle_pip_reads_from_the_environment_reaches_uv(tmp_path: Path, variable: str) -> None:
+    assert uv_settings(tmp_path, None, **{variable: "/ca/proxy.pem"}) == [
+        "SSL_CERT_FILE=/ca/proxy.pem",
+        *TRUST_AND_RETRIES,
+    ]
+
+
+# --- a self-hosted runner's private index: HTTPS on loopback, a private CA in the system store -------
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[PrivateIndex]:
+    """Caddy serving the pinned wheels at https://127.0.0.1/simple/ in namespaces with no other network."""
+    why = unavailable()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    wheels = pinned_wheels(sys.executable, ROOT / ".venv" / "cache")  # downloaded once, through the proxy
+    work = tmp_path / "index"
+    work.mkdir()
+    with private_index(work, wheels) as running:
+        yield running
+
+
+def private_runner(tmp_path: Path, *path: Path, **extra: str) -> dict[str, str]:
+    """A runner's step environment: its Python (and `path`) on PATH, no CA, proxy or index variables
+    (a step has none here, unlike this machine's shell), a new job's uv cache, and `extra`."""
+    env = runner(tmp_path, os.pathsep.join((str(with_python(tmp_path, tmp_path / "bin")), *map(str, path),
+                                            SYSTEM_PATH)))  # fmt: skip
+    for name in NO_INDEX:
+        env.pop(name)
+    return {**env, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), **extra}
+
+
+def set_up(tmp_path: Path, index: PrivateIndex, env: Mapping[str, str]) -> StepRun:
+    """locate and install as action.yml chains them, in the index's namespaces; the run step's dry run
+    then shows the venv works."""
+    found = locate(tmp_path, env, wrapper=index.enter())
+    assert found.code == 0, found.stdout
+    installed = install(tmp_path, env, found.outputs["python"], found.outputs["venv"], wrapper=index.enter())
+    assert installed.code == 0, installed.stdout
+    assert installed.outputs["installed"] == "true", installed.stdout
+    workspace = tmp_path / "workspace"
+    shutil.copytree(ROOT / "examples" / "results", workspace / "results")
+    inputs = {"results": "results/**", "ecosystem": "homebrew", "dry-run": "true", "summary": "false"}
+    context = run_context(tmp_path, installed.outputs["python"], inputs)
+    ran = run_step("run", tmp_path, context, runner_env(tmp_path, workspace))
+    assert ran.outputs.get("status") == "dry-run", ran.stdout
+    return installed
+
+
+def fetched_by(index: PrivateIndex, installer: str) -> set[str]:
+    """The paths `installer` (uv or pip, by its User-Agent) fetched from the index."""
+    return {path for agent, path in index.requests() if agent.startswith(f"{installer}/")}
+
+
+def every_pin_page() -> set[str]:
+    return {f"/simple/{name}/" for name in pinned(ACTION_REQUIREMENTS)}
+
+
+def test_uv_installs_from_the_index_pips_configuration_names(tmp_path: Path, index: PrivateIndex) -> None:
+    """pip.conf names the index and trusts the system's bundle, which holds the index's CA; no variable
+    says so. pip installs uv from the index, and uv, given pip's settings, the pinned wheels."""
+    env = private_runner(tmp_path, PIP_CONFIG_FILE=str(runner_pip_conf(tmp_path / "pip.conf")))
+    installed = set_up(tmp_path, index, env)
+    assert installed.outputs["installer"] == "uv", installed.stdout
+    assert installed.stdout == ""  # nothing to say: no fallback, no warnings
+    assert "/simple/uv/" in fetched_by(index, "pip")
+    uv_fetched = fetched_by(index, "uv")
+    assert every_pin_page() <= uv_fetched
+    wheels = [path for path in uv_fetched if path.startswith("/files/")]
+    assert len(wheels) == len(pinned(ACTION_REQUIREMENTS)), uv_fetched
+
+
+def test_the_runners_uv_trusts_the_system_store_for_its_index(tmp_path: Path, index: PrivateIndex) -> None:
+    """A runner with uv on PATH and UV_DEFAULT_INDEX set, the CA only in the system's store, and no pip
+    configuration: uv's own roots would refuse the index; the set-up has it use the system's."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    with zipfile.ZipFile(next(index.wheels.glob("uv-*.whl"))) as wheel:
+        (tools / "uv").write_bytes(wheel.read(next(n for n in wheel.namelist() if n.endswith("/scripts/uv"))))
+    (tools / "uv").chmod(0o755)
+    env = private_runner(tmp_path, tools, PIP_CONFIG_FILE=os.devnull, UV_DEFAULT_INDEX=URL)
+    installed = set_up(tmp_path, index, env)
+    assert installed.outputs["installer"] == "uv", installed.stdout
+    assert not (tmp_path / "runner-temp" / "batch-metrics-uv").exists()  # the runner's uv, not one installed
+    assert every_pin_page() <= fetched_by(index, "uv")
+    assert not fetched_by(index, "pip")
+
+
+def test_when_uv_fails_one_line_says_why_and_pip_installs(tmp_path: Path, index: PrivateIndex) -> None:
+    """uv told another index than pip's (nothing listens there): it gives up at once, the log says why
+    in one line, and pip installs from the private index."""
+    env = private_runner(
+        tmp_path,
+        PIP_CONFIG_FILE=str(runner_pip_conf(tmp_path / "pip.conf")),
+        UV_DEFAULT_INDEX="https://127.0.0.1:9/simple/",
+    )
+    installed = set_up(tmp_path, index, env)
+    assert installed.outputs["installer"] == "pip", installed.stdout
+    [line] = installed.stdout.splitlines()
+    assert line.startswith("batch-metrics: uv could not install the requirements ("), line
+    assert line.endswith("Connection refused (os error 111)); installing with pip"), line
+    assert every_pin_page() <= fetched_by(index, "pip")

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -273,8 +273,13 @@ def evaluate(value: str, context: Mapping[str, str]) -> str:
 
 
 def run_step(
-    step_id: str, tmp_path: Path, context: Mapping[str, str], extra_env: Mapping[str, str]
+    step_id: str,
+    tmp_path: Path,
+    context: Mapping[str, str],
+    extra_env: Mapping[str, str],
+    wrapper: Sequence[str] = (),
 ) -> StepRun:
+    """The step's `run:` as the runner runs it; `wrapper` goes before bash (e.g. to enter namespaces)."""
     step = composite_steps()[step_id]
     script = tmp_path / f"{step_id}.sh"
     script.write_text(step["run"], encoding="utf-8")
@@ -283,7 +288,7 @@ def run_step(
     env = {name: evaluate(str(value), context) for name, value in step.get("env", {}).items()}
     env |= {"GITHUB_OUTPUT": str(output), "HOME": str(tmp_path), **extra_env}
     proc = subprocess.run(
-        [BASH, "--noprofile", "--norc", "-eo", "pipefail", str(script)],  # the runner's `shell: bash`
+        [*wrapper, BASH, "--noprofile", "--norc", "-eo", "pipefail", str(script)],  # the runner's bash
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
