@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -70,6 +70,7 @@ _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # What OpenSSL says when the answer to its ClientHello is not TLS at all (1.1: the first, 3.x: either).
 _NOT_TLS = re.compile(r"wrong version number|record layer failure|packet length too long", re.IGNORECASE)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -238,19 +239,18 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: 
             return Answer(response.status_code, response.headers, bytes(kept[:ANSWER_LIMIT]))
 
 
-def _attempt(
-    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float
-) -> Answer | requests.RequestException | None:
-    """`_post` with a wall-clock deadline: its answer, its network error, or None when `limit` passed."""
-    outcome: list[Answer | BaseException] = []
+def within(limit: float, call: Callable[[], T]) -> T | requests.RequestException | None:
+    """`call()` with a wall-clock deadline: its result, its network error, or None when `limit` passed
+    (the call is left to finish, or die with the process, in its daemon thread)."""
+    outcome: list[T | BaseException] = []
 
     def run() -> None:
         try:
-            outcome.append(_post(url, body, headers, token, limit))
+            outcome.append(call())
         except BaseException as error:  # handed to the waiting thread, which decides
             outcome.append(error)
 
-    worker = threading.Thread(target=run, name="batch-metrics-upload", daemon=True)
+    worker = threading.Thread(target=run, name="batch-metrics-http", daemon=True)
     worker.start()
     worker.join(limit)
     if not outcome:
@@ -258,6 +258,13 @@ def _attempt(
     if isinstance(outcome[0], BaseException) and not isinstance(outcome[0], requests.RequestException):
         raise outcome[0]
     return outcome[0]
+
+
+def _attempt(
+    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float
+) -> Answer | requests.RequestException | None:
+    """`_post` with a wall-clock deadline: its answer, its network error, or None when `limit` passed."""
+    return within(limit, lambda: _post(url, body, headers, token, limit))
 
 
 def total_time(timeout: float, retries: int) -> float:
