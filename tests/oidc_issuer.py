@@ -4,7 +4,8 @@ that answers like the runner's `ACTIONS_ID_TOKEN_REQUEST_URL` (bearer request to
 query parameter, `{"value": "<JWT>"}`). Tokens are signed with PyJWT, RS256 as GitHub signs them;
 the forged ones (`alg: none`, HS256 keyed with the public key) are put together by hand.
 
-Use it with `pytest_plugins = ["tests.oidc_issuer"]`: `issuer` is a new issuer per test.
+Use it with `pytest_plugins = ["tests.oidc_issuer"]`: `issuer` is a new issuer per test. The
+benchmarks start one with `issuing()`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,30 +153,23 @@ class Issuer:
                         content_type="application/json")  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
-    """A CA made for this session, and its certificate as a PEM file (what SSL_CERT_FILE names)."""
+def make_ca(directory: Path) -> tuple[trustme.CA, Path]:
+    """A new CA, and its certificate as a PEM file (what SSL_CERT_FILE or `ca_file` names)."""
     ca = trustme.CA()
-    path = tmp_path_factory.mktemp("ca") / "test-ca.pem"
+    path = directory / "test-ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return ca, path
 
 
-@pytest.fixture(scope="session")
-def rsa_keys() -> list[rsa.RSAPrivateKey]:
-    """Three RSA keys, made once: generating one takes a good part of a second."""
-    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
-
-
-@pytest.fixture
-def issuer(test_ca: tuple[trustme.CA, Path], rsa_keys: list[rsa.RSAPrivateKey]) -> Iterator[Issuer]:
-    ca, ca_file = test_ca
+@contextmanager
+def issuing(ca: trustme.CA, ca_file: Path, key: rsa.RSAPrivateKey) -> Iterator[Issuer]:
+    """An issuer on a free loopback port, serving HTTPS with a certificate of `ca`, signing with `key`."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context, threaded=True)
     server.start()
     made = Issuer(server, ca_file)
-    made.add_key(rsa_keys[0])
+    made.add_key(key)
     server.expect_request(DISCOVERY_PATH).respond_with_handler(made._discovery)
     server.expect_request(JWKS_PATH).respond_with_handler(made._jwks)
     server.expect_request(REQUEST_PATH).respond_with_handler(made._id_token)
@@ -184,3 +179,25 @@ def issuer(test_ca: tuple[trustme.CA, Path], rsa_keys: list[rsa.RSAPrivateKey]) 
         server.clear()
         if server.is_running():
             server.stop()
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
+    """A CA made for this session."""
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def rsa_keys() -> list[rsa.RSAPrivateKey]:
+    """Three RSA keys, made once: generating one takes a good part of a second."""
+    return [new_key() for _ in range(3)]
+
+
+@pytest.fixture
+def issuer(test_ca: tuple[trustme.CA, Path], rsa_keys: list[rsa.RSAPrivateKey]) -> Iterator[Issuer]:
+    with issuing(*test_ca, rsa_keys[0]) as made:
+        yield made

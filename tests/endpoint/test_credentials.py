@@ -317,3 +317,16 @@ def test_token_hash_reads_an_existing_token_from_stdin_and_never_prints_it() -> 
     assert f'sha256 = "{digest(LEGACY)}"' in hashed.stdout
     assert token_entry("old", LEGACY, ["read", "write"], ["*"]) in hashed.stdout
     assert cli("token", "hash", "--name", "x", "--can", "read").returncode == 2  # nothing on stdin
+
+
+def test_the_deploy_example_is_a_credentials_file_the_endpoint_takes() -> None:
+    example = parse_credentials((ROOT / "deploy" / "credentials.toml").read_text(encoding="utf-8"))
+    assert example.oidc is not None and example.oidc.issuer == "https://token.actions.githubusercontent.com"
+    assert [rule.grant.name for rule in example.rules] == ["tsukumogami main", "tsuku release batches"]
+    main, release = example.rules
+    assert main.allows({"repository_owner": "tsukumogami", "ref": "refs/heads/main"})
+    assert release.allows({
+        "repository": "tsukumogami/tsuku",
+        "job_workflow_ref": "tsukumogami/tsuku/.github/workflows/batch.yml@refs/tags/v1.4.0",
+    })  # fmt: skip
+    assert not release.grant.may_write("npm") and main.grant.may_write("npm")
