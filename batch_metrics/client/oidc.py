@@ -15,7 +15,6 @@ print it. Like the upload, the request ends within its timeout whatever the runn
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,16 +23,7 @@ import requests
 
 from batch_metrics import TOKEN_ENV
 from batch_metrics.client.actions import REQUEST_TOKEN_ENV, REQUEST_URL_ENV
-from batch_metrics.client.upload import (
-    ANSWER_LIMIT,
-    CONNECT_TIMEOUT,
-    BearerAuth,
-    batch_url,
-    ca_bundle,
-    endpoint_refusal,
-    goes_direct,
-    within,
-)
+from batch_metrics.client.upload import batch_url, bearer_request, endpoint_refusal, within
 
 # Three base64url parts: what a JWT is, and all a bearer header can carry of it.
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -61,43 +51,27 @@ def default_audience(endpoint: str) -> str:
     return batch_url(endpoint).removesuffix("/batch-metrics")
 
 
-def _get(url: str, audience: str, request_token: str, limit: float) -> tuple[int, bytes]:
-    with requests.Session() as http:
-        http.trust_env = not goes_direct(url)  # loopback never through a proxy
-        with http.get(
-            url,
-            params={"audience": audience},
-            auth=BearerAuth(request_token),
-            headers={"Accept": "application/json"},
-            timeout=(min(CONNECT_TIMEOUT, limit), limit),
-            allow_redirects=False,
-            stream=True,
-            verify=ca_bundle(os.environ),
-        ) as response:
-            kept = bytearray()
-            for chunk in response.iter_content(chunk_size=16 * 1024):
-                kept += chunk
-                if len(kept) >= ANSWER_LIMIT:
-                    break
-            return response.status_code, bytes(kept)
-
-
 def request_id_token(env: Mapping[str, str], audience: str, timeout: float) -> tuple[str, str | None]:
     """An ID token for `audience` from the runner, within `timeout` seconds; or "" and why not."""
     url, request_token = env.get(REQUEST_URL_ENV, ""), env.get(REQUEST_TOKEN_ENV, "")
     refusal = endpoint_refusal(url)
     if refusal:
         return "", f"{REQUEST_URL_ENV}: {refusal}"
-    outcome = within(timeout, lambda: _get(url, audience, request_token, timeout))
+    outcome = within(
+        timeout,
+        lambda: bearer_request(
+            "GET", url, request_token, timeout, params={"audience": audience},
+            headers={"Accept": "application/json"},
+        ),
+    )  # fmt: skip
     if outcome is None:
         return "", f"the runner gave no ID token within {timeout:g}s"
     if isinstance(outcome, requests.RequestException):
         return "", f"cannot ask the runner for an ID token: {type(outcome).__name__}"
-    status, body = outcome
-    if status != 200:
-        return "", f"the runner refused an ID token (HTTP {status}); {_NO_PERMISSION}"
+    if outcome.status != 200:
+        return "", f"the runner refused an ID token (HTTP {outcome.status}); {_NO_PERMISSION}"
     try:
-        value = json.loads(body).get("value")
+        value = json.loads(outcome.body).get("value")
     except (ValueError, AttributeError):
         value = None
     if not isinstance(value, str) or not _JWT.fullmatch(value):

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -215,21 +215,22 @@ def _run_name(run_id: int | None) -> str:
     return f"batch run {run_id}" if run_id is not None else "a batch run (the endpoint did not say which)"
 
 
-def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float) -> Answer:
-    """One attempt, with requests' per-operation timeouts cut to `limit` (the caller bounds the total)."""
+def bearer_request(method: str, url: str, token: str, limit: float, **options: Any) -> Answer:
+    """One request with `token` as bearer (no redirect followed, no proxy for loopback or plain http),
+    with requests' per-operation timeouts cut to `limit` (the caller bounds the total)."""
     direct = goes_direct(url)
     with requests.Session() as http:
         # Off, requests reads no proxy from the environment; the CA bundle is passed below either way.
         http.trust_env = not direct
-        with http.post(
+        with http.request(
+            method,
             url,
-            data=body,
-            headers=headers,
             auth=BearerAuth(token),
             timeout=(min(CONNECT_TIMEOUT, limit), limit),
             allow_redirects=False,
             stream=True,
             verify=ca_bundle(os.environ),
+            **options,
         ) as response:
             kept = bytearray()
             for chunk in response.iter_content(chunk_size=16 * 1024):
@@ -237,6 +238,11 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: 
                 if len(kept) >= ANSWER_LIMIT:
                     break
             return Answer(response.status_code, response.headers, bytes(kept[:ANSWER_LIMIT]))
+
+
+def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float) -> Answer:
+    """One attempt of the upload."""
+    return bearer_request("POST", url, token, limit, data=body, headers=headers)
 
 
 def within(limit: float, call: Callable[[], T]) -> T | requests.RequestException | None:
