@@ -220,8 +220,10 @@ def serve(
 
     def reload(signum: int, _frame: object) -> None:
         # Off the signal handler: it may interrupt a thread that holds the reload's lock.
-        if credentials is not None:
-            threading.Thread(target=credentials.reload, args=("SIGHUP",), daemon=True).start()
+        if credentials is None:
+            log.info("signal %d: no credentials file to reload (--credentials)", signum)
+            return
+        threading.Thread(target=credentials.reload, args=("SIGHUP",), daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
