@@ -1,4 +1,4 @@
-"""The `batch-metrics` command: `run` (the action's job), `upload`, `serve`, `migrate`, `schema`.
+"""The `batch-metrics` command: `run` (the action's job), `upload`, `serve`, `token`, `migrate`, `schema`.
 
 Thin commands over one orchestrator each (`client.job`, `client.resend`, `endpoint.serving`),
 each imported only by its own command: `run --dry-run` never loads the HTTP client, and no client
@@ -29,7 +29,7 @@ def _debug(env: Mapping[str, str]) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from batch_metrics.client.actions import Reporter, raw_input, read_inputs, read_token
+    from batch_metrics.client.actions import REQUEST_TOKEN_ENV, Reporter, raw_input, read_inputs, read_token
     from batch_metrics.client.job import Job
 
     env = os.environ
@@ -37,10 +37,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Mask before anything else is printed, so no later line can show the token.
     reporter.mask(raw_input(env, "token"))
     reporter.mask(env.get(TOKEN_ENV, ""))
+    reporter.mask(env.get(REQUEST_TOKEN_ENV, ""))
     fail_on_error = bool(args.fail_on_error)
     try:
         overrides = {
             "endpoint": args.endpoint,
+            "auth": args.auth,
+            "audience": args.audience,
             "results": args.results,
             "format": args.format,
             "ecosystem": args.ecosystem,
@@ -78,6 +81,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
         Path(args.payload),
         endpoint=args.endpoint,
         token_file=args.token_file,
+        auth=args.auth,
+        audience=args.audience or "",
         timeout=args.timeout,
         retries=args.retries,
         fail_on_error=args.fail_on_error,
@@ -98,13 +103,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         serve(
-            host=args.host, port=args.port, db=args.db, token_file=args.token_file, limits=limits,
-            public_read=args.public_read,
+            host=args.host, port=args.port, db=args.db, token_file=args.token_file,
+            credentials_file=args.credentials, limits=limits, public_read=args.public_read,
             stale_after=None if args.stale_after is None else timedelta(hours=args.stale_after),
         )  # fmt: skip
     except StartError as error:  # one line saying what to do, not a traceback
         print(f"batch-metrics serve: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from batch_metrics.endpoint.access.credentials import CredentialsError, token_entry
+    from batch_metrics.endpoint.access.tokens import new_token
+
+    if args.action == "new":
+        token = new_token()
+    else:  # hash: a token the clients already hold, read from stdin so it shows in no ps or history
+        token = sys.stdin.readline().strip()
+        if not token:
+            print("batch-metrics token hash: give the token on stdin", file=sys.stderr)
+            return 2
+    can = [part.strip() for part in args.can.split(",") if part.strip()]
+    ecosystems = [part.strip() for part in (args.ecosystems or "").split(",") if part.strip()]
+    try:
+        entry = token_entry(args.name, token, can, ecosystems)
+    except CredentialsError as error:
+        print(f"batch-metrics token {args.action}: {error}", file=sys.stderr)
+        return 2
+    if args.action == "new":
+        print("The token, shown this once: give it to its clients as a secret (BATCH_METRICS_TOKEN).")
+        print(token)
+        print()
+    print("Add this to the credentials file (the server reloads it by itself, or on SIGHUP):")
+    print(entry, end="")
     return 0
 
 
@@ -194,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Flags stay strings: read_inputs checks them like the action's inputs, with the same messages.
     run.add_argument("--endpoint", help="base URL of the metrics endpoint")
+    run.add_argument("--auth", help="auto (the token, else the job's OIDC ID token), token or oidc")
+    run.add_argument("--audience", help="the OIDC token's audience (default: the endpoint's URL)")
     run.add_argument("--results", help="newline-separated globs relative to the workspace (`!` excludes)")
     run.add_argument("--format", help="auto, payload, validation-results, ndjson, failure-records or junit")
     run.add_argument("--ecosystem", help="ecosystem for rows that do not name one")
@@ -215,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("payload", help="payload JSON written by `run`")
     up.add_argument("--endpoint", help=f"base URL (default: ${ENDPOINT_ENV})")
     up.add_argument("--token-file", help=f"file holding the token (default: ${TOKEN_ENV})")
+    up.add_argument("--auth", choices=("auto", "token", "oidc"), default="auto",
+                    help="auto (the token, else the job's OIDC ID token), token or oidc")  # fmt: skip
+    up.add_argument("--audience", help="the OIDC token's audience (default: the endpoint's URL)")
     up.add_argument("--timeout", type=_positive, default=30.0, help="seconds per HTTP attempt")
     up.add_argument("--retries", type=_count, default=3, help="retries after the first attempt")
     up.add_argument("--fail-on-error", action="store_true", help="exit 1 when the upload fails")
@@ -224,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
     serve.add_argument("--db", help=db_help)
-    serve.add_argument("--token-file", help=f"file of accepted tokens, one per line (and/or ${TOKEN_ENV})")
+    serve.add_argument("--token-file", help=f"file of accepted tokens, one per line (and/or ${TOKEN_ENV}); "
+                       "each may read and write everything")  # fmt: skip
+    serve.add_argument("--credentials", metavar="FILE",
+                       help="credentials file: read and write tokens by their hashes, OIDC issuer and "
+                       "rules (default: $BATCH_METRICS_CREDENTIALS); reloaded when it changes and on "
+                       "SIGHUP")  # fmt: skip
     serve.add_argument("--public-read", action="store_true",
                        help="let anyone read (the dashboard, its JSON, /metrics, /batch-runs); uploads still "
                        "need the token")  # fmt: skip
@@ -237,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-in-flight-mb", type=_positive, default=512.0,
                        help="body MiB all uploads may hold at once; more uploads wait")  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
+
+    token = commands.add_parser("token", help="make a token for the credentials file, or hash one")
+    token_commands = token.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for action, summary in (
+        ("new", "make a token: print it once, and the [[token]] entry to add to the credentials file"),
+        ("hash", "the [[token]] entry for a token read from stdin (one the clients already hold)"),
+    ):
+        made = token_commands.add_parser(action, help=summary, description=summary)
+        made.add_argument("--name", required=True, help="its name: what each batch it uploads records")
+        made.add_argument("--can", required=True, help="read, write, or read,write")
+        made.add_argument("--ecosystems", help="for a writer: the patterns it may write (npm,homebrew*)")
+        made.set_defaults(handler=cmd_token)
 
     mig = commands.add_parser("migrate", help="create or upgrade the database schema")
     mig.add_argument("--db", help=db_help)

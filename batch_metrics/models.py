@@ -96,6 +96,16 @@ class BatchPayload(TypedDict):
     success_rate: NotRequired[Rate]
     macos_minutes: NotRequired[Minutes]
     linux_minutes: NotRequired[Minutes]
+    run_url: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="The CI run's page "
+                "(`$GITHUB_SERVER_URL/<repository>/actions/runs/<id>/attempts/<n>`), linked from the "
+                "dashboard; kept only when it is an http(s) URL. Unknown to the Worker, which ignores it."
+            ),
+        ]
+    ]
     results: list[RecipeResult]
 
 
@@ -119,6 +129,20 @@ class StoredResult(BaseModel):
     platform: str | None
 
 
+class RunUploader(BaseModel):
+    """Who uploaded a run: a token by its name, or a GitHub Actions OIDC token by the rule that let it in
+    and the claims of the run it was issued to (these are null for a token)."""
+
+    kind: Literal["token", "oidc"]
+    name: str = Field(description="The token's name in the credentials file, or the OIDC rule's name.")
+    repository: str | None
+    workflow: str | None = Field(description="The `job_workflow_ref` claim: the workflow file and its ref.")
+    run_id: str | None
+    run_attempt: str | None
+    ref: str | None
+    sha: str | None
+
+
 class StoredRun(BaseModel):
     """A stored batch run, as the read API answers it."""
 
@@ -135,6 +159,10 @@ class StoredRun(BaseModel):
     macos_minutes: float
     linux_minutes: float
     received_at: str | None = Field(description="When the endpoint stored it; null on rows from D1.")
+    uploader: RunUploader | None = Field(
+        description="Who uploaded it; null on runs stored before migration 8 or from D1."
+    )
+    run_url: str | None = Field(description="The CI run's page as the uploader sent it; http(s) only.")
 
 
 class StoredRunWithResults(StoredRun):

@@ -37,14 +37,17 @@ class Endpoint:
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(HOST, self.port, timeout=300)
 
-    def post(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
-        """POST one batch as the uploader does (bearer token, key derived from the bytes)."""
+    def post(
+        self, connection: http.client.HTTPConnection, body: bytes, token: str | None = None
+    ) -> tuple[int, bytes]:
+        """POST one batch as the uploader does (bearer token, key derived from the bytes); `token`
+        replaces the server's own."""
         connection.request(
             "POST",
             ROUTE,
             body=body,
             headers={
-                "Authorization": f"Bearer {self.token}",
+                "Authorization": f"Bearer {token or self.token}",
                 "Content-Type": "application/json",
                 "Idempotency-Key": idempotency_key(body),
             },
@@ -77,11 +80,12 @@ def _healthy(port: int) -> bool:
 
 
 @contextmanager
-def serving(db: str, log: Path) -> Iterator[Endpoint]:
-    """Start the endpoint on `db` (SQLite path or PostgreSQL URL); stop it with SIGTERM afterwards."""
+def serving(db: str, log: Path, *options: str) -> Iterator[Endpoint]:
+    """Start the endpoint on `db` (SQLite path or PostgreSQL URL), with `options` added to its command
+    line; stop it with SIGTERM afterwards."""
     token = secrets.token_urlsafe(24)
     port = free_port()
-    argv = [*cli_command(), "serve", "--host", HOST, "--port", str(port), "--db", db]
+    argv = [*cli_command(), "serve", "--host", HOST, "--port", str(port), "--db", db, *options]
     with log.open("wb") as output:
         process = subprocess.Popen(
             argv, stdout=output, stderr=subprocess.STDOUT, env=clean_env(**{TOKEN_ENV: token}), cwd=ROOT

@@ -86,6 +86,7 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
         ("cold start: `batch-metrics run --dry-run`", ""),
         ("cold start: `entrypoint.py run --dry-run`", ""),
         *[("concurrency, SQLite, ", figure) for figure in (": throughput", ": p50 latency", ": p99 latency")],
+        ("auth, OIDC upload (", ""),
     ]
     for prefix, suffix in measured:
         _assert_measured(_row(rows, prefix, suffix))
@@ -129,7 +130,8 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     for name in hostile:
         _assert_measured(rows[name])
     _assert_measured(_row(rows, "ingest, SQLite (", ": server peak memory per MiB of body"))
-    assert len(rows) == 8 + 6 + 2 + 5 + 2 + 2 * len(bench_dashboard.QUERY_NAMES) + len(hostile), list(rows)
+    dashboard, auth = 2 * len(bench_dashboard.QUERY_NAMES), 1
+    assert len(rows) == 8 + 6 + 2 + 5 + 2 + dashboard + len(hostile) + auth, list(rows)
 
 
 def test_json_report_holds_the_raw_numbers_of_every_row(

@@ -76,14 +76,17 @@ def test_compose_wires_caddy_the_endpoint_and_postgresql() -> None:
     endpoint = services["endpoint"]
     command = endpoint["command"]
     assert command[0] == "serve" and "--host=0.0.0.0" in command
-    token_file = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--token-file="))
+    credentials = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--credentials="))
     database_url = endpoint["environment"]["DATABASE_URL"]
     assert database_url.startswith("postgresql://") and ":" not in urlsplit(database_url).netloc.split("@")[0]
     passfile = re.search(r"passfile=(\S+)", database_url)
     assert passfile is not None
     # Every secret a service reads is mounted into it, and every secret is declared.
     mounted = {f"/run/secrets/{name}" for name in endpoint["secrets"]}
-    assert {token_file, passfile.group(1)} <= mounted
+    assert passfile.group(1) in mounted
+    # The credentials file's folder is mounted (an edit that replaces the file is seen), read-only.
+    folders = {volume.split(":")[1]: volume for volume in endpoint["volumes"]}
+    assert folders[credentials.rsplit("/", 1)[0]].endswith(":ro")
     assert services["db"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     used = {name for service in services.values() for name in service.get("secrets", [])}
     assert used == set(spec["secrets"])

@@ -24,9 +24,16 @@ from batch_metrics.client.collect import FORMATS, CollectWarning
 from batch_metrics.client.redact import Redactor
 from batch_metrics.models import parse_rfc3339
 
+# How the upload authenticates (client/oidc.py): a token if given, else GitHub's OIDC ID token, which
+# the runner offers through these two variables when the job has `permissions: id-token: write`.
+AUTH_MODES = ("auto", "token", "oidc")
+REQUEST_URL_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"
+REQUEST_TOKEN_ENV = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"  # noqa: S105 - a variable name, not a secret
 INPUT_DEFAULTS: dict[str, str] = {
     "endpoint": "",
     "token": "",
+    "auth": "auto",
+    "audience": "",
     "results": "**/validation-results-*.json",
     "format": "auto",
     "ecosystem": "",
@@ -59,6 +66,8 @@ _LINE_BREAKS = re.compile(r"[\r\n]+")
 class Inputs:
     endpoint: str
     token: str
+    auth: str
+    audience: str
     results: str
     format: str
     ecosystem: str | None
@@ -134,6 +143,10 @@ def read_inputs(
             return None
         return value
 
+    auth = given["auth"].strip().lower()
+    if auth not in AUTH_MODES:
+        problems.append(f"input auth: {auth[:40]!r} is not one of {', '.join(AUTH_MODES)}; using auto")
+        auth = "auto"
     fmt = given["format"].strip().lower()
     if fmt != "auto" and fmt not in FORMATS:
         problems.append(f"input format: {fmt[:40]!r} is not auto or one of {', '.join(FORMATS)}; using auto")
@@ -147,6 +160,8 @@ def read_inputs(
         Inputs(
             endpoint=given["endpoint"].strip(),
             token=given["token"].strip(),
+            auth=auth,
+            audience=text("audience", "using the endpoint's URL") or "",
             results=given["results"],
             format=fmt,
             ecosystem=text("ecosystem", "using the ecosystem the rows name"),

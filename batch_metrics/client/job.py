@@ -114,7 +114,8 @@ class Job:
         return payload
 
     def send(self, payload: BatchPayload, body: bytes) -> Outcome:
-        """Upload the batch when there is one, somewhere to send it and a token to send it with."""
+        """Upload the batch when there is one, somewhere to send it and a token (or the job's OIDC ID
+        token) to send it with."""
         inputs = self.inputs
         if not payload["results"]:
             return self._unsent(
@@ -124,16 +125,22 @@ class Job:
             return Outcome("dry-run", "dry run: the payload was written, not sent")
         if not inputs.endpoint:
             return self._unsent("failed", "no endpoint given: the payload was written, not sent")
-        if not self.token:
-            return self._unsent(
-                "failed", f"no token given (input token or ${TOKEN_ENV}): the payload was written, not sent"
-            )
-        from batch_metrics.client.upload import total_time, upload  # only a real upload loads requests
+        # Only a real upload loads requests.
+        from batch_metrics.client.oidc import credential
+        from batch_metrics.client.upload import total_time, upload
 
+        given = credential(
+            inputs.auth, self.token, endpoint=inputs.endpoint, audience=inputs.audience, env=self.env,
+            timeout=inputs.timeout, mask=self.reporter.mask,
+        )  # fmt: skip
+        if given.problem:
+            return self._unsent("failed", f"{given.problem}: the payload was written, not sent")
+        if given.how == "oidc":
+            self.reporter.info("uploading with the job's OIDC ID token: no secret involved")
         result = upload(
             body,
             endpoint=inputs.endpoint,
-            token=self.token,
+            token=given.bearer,
             timeout=inputs.timeout,
             retries=inputs.retries,
             total_timeout=total_time(inputs.timeout, inputs.retries),
@@ -149,7 +156,7 @@ class Job:
         if self.save(body, kept):
             self.reporter.warning(
                 f"upload failed: {outcome.detail}. The payload is kept in {as_given(kept, self.workspace)} "
-                "until it is sent (a later run does not overwrite it); " + self._resend_hint(kept)
+                "until it is sent (a later run does not overwrite it); " + self._resend_hint(kept, given.how)
             )
         else:
             self.reporter.warning(f"upload failed: {outcome.detail}")
@@ -159,12 +166,16 @@ class Job:
         self.reporter.warning(detail)
         return Outcome(status, detail)
 
-    def _resend_hint(self, kept: Path) -> str:
+    def _resend_hint(self, kept: Path, how: str) -> str:
         """A command that works as printed in the workspace, wherever this process ran (a container too)."""
         command = (
             f"batch-metrics upload {shlex.quote(as_given(kept, self.workspace))} "
             f"--endpoint {shlex.quote(self.inputs.endpoint)}"
         )
+        if how == "oidc":
+            if self.inputs.audience:
+                command += f" --audience {shlex.quote(self.inputs.audience)}"
+            return f"re-send it from the workspace in a job with `id-token: write`: {command}"
         return f"re-send it from the workspace, with the token in ${TOKEN_ENV}: {command}"
 
     def report(self, payload: BatchPayload, outcome: Outcome, collection: Collection, written: bool) -> None:

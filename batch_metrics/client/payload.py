@@ -14,7 +14,8 @@ Definitions (docs/counting.md explains them to users):
 - `started_at` = the `started_at` argument (RFC 3339, normalised to UTC), else the
   earliest timestamp in the inputs, else now; `completed_at` = now; both are written
   as RFC 3339 UTC with `Z`;
-- `batch_id` = the argument, else `default_batch_id(env)`.
+- `batch_id` = the argument, else `default_batch_id(env)`;
+- `run_url` = the CI run's page under GitHub Actions (`run_url(env)`), which the dashboard links.
 
 A collection holding exactly one ready payload and no other rows is sent as it is:
 the fields it lacks (`completed_at`, and totals, rate or minutes left out) are filled
@@ -67,6 +68,21 @@ def default_batch_id(env: Mapping[str, str]) -> str:
     return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
+def run_url(env: Mapping[str, str]) -> str | None:
+    """`$GITHUB_SERVER_URL/<repository>/actions/runs/<run id>/attempts/<attempt>` under GitHub Actions
+    (the attempt's own page), else None."""
+    server, repository, run_id = (
+        env.get("GITHUB_SERVER_URL"),
+        env.get("GITHUB_REPOSITORY"),
+        env.get("GITHUB_RUN_ID"),
+    )
+    if not (server and repository and run_id):
+        return None
+    url = f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}"
+    attempt = env.get("GITHUB_RUN_ATTEMPT")
+    return f"{url}/attempts/{attempt}" if attempt else url
+
+
 def batch_ecosystem(results: list[RecipeResult]) -> str:
     """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none."""
     ecosystems = {row["ecosystem"] for row in results}
@@ -115,7 +131,7 @@ def build_payload(
     now = now or datetime.now(UTC)
     start = rfc3339(parse_rfc3339(started_at)) if started_at else None
     if len(collection.payloads) == 1 and not collection.results:
-        return _complete(collection.payloads[0], ecosystem, batch_id, start, now)
+        return _complete(collection.payloads[0], ecosystem, batch_id, start, now, run_url(env))
 
     results = [row for payload in collection.payloads for row in payload["results"]]
     results += collection.results
@@ -126,17 +142,27 @@ def build_payload(
         "completed_at": rfc3339(now),
         **batch_totals(results),
     }
+    if url := run_url(env):
+        header["run_url"] = url
     return _with_rows(header, results)
 
 
 def _complete(
-    ready: BatchPayload, ecosystem: str | None, batch_id: str | None, start: str | None, now: datetime
+    ready: BatchPayload,
+    ecosystem: str | None,
+    batch_id: str | None,
+    start: str | None,
+    now: datetime,
+    url: str | None,
 ) -> BatchPayload:
-    """A ready payload with what it lacks filled in and explicit arguments applied."""
+    """A ready payload with what it lacks filled in (its own run URL is kept) and explicit arguments
+    applied."""
     header: dict[str, Any] = {key: value for key, value in ready.items() if key != "results"}
     totals = batch_totals(ready["results"])
     header.update({key: value for key, value in totals.items() if header.get(key) is None})
     header["completed_at"] = header.get("completed_at") or rfc3339(now)
+    if url and not header.get("run_url"):
+        header["run_url"] = url
     explicit = {"batch_id": batch_id, "ecosystem": ecosystem, "started_at": start}
     header.update({key: value for key, value in explicit.items() if value})
     return _with_rows(header, ready["results"])

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -70,6 +70,7 @@ _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # What OpenSSL says when the answer to its ClientHello is not TLS at all (1.1: the first, 3.x: either).
 _NOT_TLS = re.compile(r"wrong version number|record layer failure|packet length too long", re.IGNORECASE)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -214,21 +215,22 @@ def _run_name(run_id: int | None) -> str:
     return f"batch run {run_id}" if run_id is not None else "a batch run (the endpoint did not say which)"
 
 
-def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float) -> Answer:
-    """One attempt, with requests' per-operation timeouts cut to `limit` (the caller bounds the total)."""
+def bearer_request(method: str, url: str, token: str, limit: float, **options: Any) -> Answer:
+    """One request with `token` as bearer (no redirect followed, no proxy for loopback or plain http),
+    with requests' per-operation timeouts cut to `limit` (the caller bounds the total)."""
     direct = goes_direct(url)
     with requests.Session() as http:
         # Off, requests reads no proxy from the environment; the CA bundle is passed below either way.
         http.trust_env = not direct
-        with http.post(
+        with http.request(
+            method,
             url,
-            data=body,
-            headers=headers,
             auth=BearerAuth(token),
             timeout=(min(CONNECT_TIMEOUT, limit), limit),
             allow_redirects=False,
             stream=True,
             verify=ca_bundle(os.environ),
+            **options,
         ) as response:
             kept = bytearray()
             for chunk in response.iter_content(chunk_size=16 * 1024):
@@ -238,19 +240,23 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: 
             return Answer(response.status_code, response.headers, bytes(kept[:ANSWER_LIMIT]))
 
 
-def _attempt(
-    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float
-) -> Answer | requests.RequestException | None:
-    """`_post` with a wall-clock deadline: its answer, its network error, or None when `limit` passed."""
-    outcome: list[Answer | BaseException] = []
+def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float) -> Answer:
+    """One attempt of the upload."""
+    return bearer_request("POST", url, token, limit, data=body, headers=headers)
+
+
+def within(limit: float, call: Callable[[], T]) -> T | requests.RequestException | None:
+    """`call()` with a wall-clock deadline: its result, its network error, or None when `limit` passed
+    (the call is left to finish, or die with the process, in its daemon thread)."""
+    outcome: list[T | BaseException] = []
 
     def run() -> None:
         try:
-            outcome.append(_post(url, body, headers, token, limit))
+            outcome.append(call())
         except BaseException as error:  # handed to the waiting thread, which decides
             outcome.append(error)
 
-    worker = threading.Thread(target=run, name="batch-metrics-upload", daemon=True)
+    worker = threading.Thread(target=run, name="batch-metrics-http", daemon=True)
     worker.start()
     worker.join(limit)
     if not outcome:
@@ -258,6 +264,13 @@ def _attempt(
     if isinstance(outcome[0], BaseException) and not isinstance(outcome[0], requests.RequestException):
         raise outcome[0]
     return outcome[0]
+
+
+def _attempt(
+    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float
+) -> Answer | requests.RequestException | None:
+    """`_post` with a wall-clock deadline: its answer, its network error, or None when `limit` passed."""
+    return within(limit, lambda: _post(url, body, headers, token, limit))
 
 
 def total_time(timeout: float, retries: int) -> float:

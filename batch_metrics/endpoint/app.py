@@ -24,7 +24,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Lifespan
 
-from batch_metrics.endpoint.access import TOKEN_FILE_ENV, Guard, load_tokens
+from batch_metrics.endpoint.access import (
+    CREDENTIALS_ENV,
+    TOKEN_FILE_ENV,
+    Credentials,
+    CredentialsFile,
+    FixedCredentials,
+    Guard,
+    legacy_entries,
+    load_tokens,
+)
+from batch_metrics.endpoint.access.guard import CredentialSource
 from batch_metrics.endpoint.body import Limits
 from batch_metrics.endpoint.edge import Edge, internal_error
 from batch_metrics.endpoint.storage import SQLStorage, open_storage
@@ -52,19 +62,25 @@ async def _server_error(request: Request, error: Exception) -> Response:
 
 def create_app(
     storage: SQLStorage,
-    tokens: Iterable[str],
+    tokens: Iterable[str] = (),
     *,
+    credentials: CredentialSource | None = None,
     limits: Limits | None = None,
     public_read: bool = False,
     stale_after: timedelta | None = None,
     lifespan: Lifespan[Starlette] | None = None,
 ) -> Edge:
-    """The whole endpoint as one ASGI app. The caller owns `storage` (or closes it in `lifespan`)."""
+    """The whole endpoint as one ASGI app. The caller owns `storage` (or closes it in `lifespan`).
+
+    `credentials` (a credentials file, which holds the legacy tokens too) or else `tokens` alone, the
+    legacy single-token options: each may read and write everything.
+    """
     limits = limits or Limits()
-    guard = Guard(tokens, public_read=public_read)
+    source = credentials or FixedCredentials(Credentials(legacy_entries(list(tokens))))
+    guard = Guard(source, public_read=public_read)
     endpoint = Endpoint(storage, guard, limits)
     # The endpoint's routes, then the dashboard's (the page at `/`, its JSON, `/metrics`).
-    routes = endpoint.routes() + dashboard.routes(storage, guard.check_read, stale_after=stale_after)
+    routes = endpoint.routes() + dashboard.routes(storage, guard, stale_after=stale_after)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
@@ -81,9 +97,13 @@ def database_target(db: str | None) -> str:
 
 
 def app_from_env() -> Edge:
-    """For any ASGI server: `$DATABASE_URL`, `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`;
+    """For any ASGI server: `$DATABASE_URL`; `$BATCH_METRICS_CREDENTIALS` (a credentials file, reloaded
+    when it changes), `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`;
     `$BATCH_METRICS_PUBLIC_READ=1` and `$BATCH_METRICS_STALE_AFTER_HOURS` as serve's flags of those names."""
     hours = os.environ.get(STALE_AFTER_ENV)
+    tokens = load_tokens(os.environ.get(TOKEN_FILE_ENV))
+    path = os.environ.get(CREDENTIALS_ENV)
+    credentials = CredentialsFile(path, tokens) if path else None
     storage = open_storage(database_target(None), pool_size=8)
     storage.migrate()
 
@@ -94,7 +114,8 @@ def app_from_env() -> Edge:
 
     return create_app(
         storage,
-        load_tokens(os.environ.get(TOKEN_FILE_ENV)),
+        tokens,
+        credentials=credentials,
         public_read=os.environ.get(PUBLIC_READ_ENV) == "1",
         stale_after=timedelta(hours=float(hours)) if hours else None,
         lifespan=closing_storage,

@@ -48,6 +48,7 @@ _SERVER_ERROR = _json(
     ServerError, "Unexpected failure; the details are in the server log, under `request_id`."
 )
 _UNAUTHORIZED = _text("Missing or wrong bearer token (also when the server has none configured).")
+_READ_FORBIDDEN = _text("A token that may upload but not read.")
 # Stored text never holds NUL (PostgreSQL cannot): a filter with one is a 400.
 _TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 _READ_PARAMETERS: list[dict[str, Any]] = [
@@ -113,6 +114,11 @@ def _paths() -> dict[str, Any]:
                     ),
                     "400": _text("`Bad request: <field> is required`, `Bad request: invalid JSON`, ..."),
                     "401": _UNAUTHORIZED,
+                    "403": _text(
+                        "`Forbidden: ...`: a valid credential that may not do this: a read-only token, an "
+                        "OIDC token that no rule lets in, or a batch with an ecosystem outside the "
+                        "credential's patterns (named in the answer)."
+                    ),
                     "408": _text("The body took longer than the server's deadline to arrive."),
                     "413": _text(
                         "Body over the limit (64 MiB on the wire by default, `--max-body-mb`), or a gzip "
@@ -137,6 +143,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json(RunPage, "A page of runs."),
                     "400": _text("A bad `limit` or `cursor`, an unknown parameter, or a NUL in a filter."),
                     "401": _UNAUTHORIZED,
+                    "403": _READ_FORBIDDEN,
                     "500": _SERVER_ERROR,
                 },
             }
@@ -158,6 +165,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json(StoredRunWithResults, "The run and its results."),
                     "400": _text("A query parameter (this route takes none)."),
                     "401": _UNAUTHORIZED,
+                    "403": _READ_FORBIDDEN,
                     "404": _text("No such run."),
                     "500": _SERVER_ERROR,
                 },
@@ -189,6 +197,10 @@ _WINDOW_PARAMETERS: list[dict[str, Any]] = [
 _READ_ERRORS = {
     "400": _text("An unknown query parameter, a bad `days`, or a NUL character."),
     "401": _text("Missing or wrong bearer token (readable by anyone under `serve --public-read`)."),
+    "403": _text(
+        "A token that may not read, or, once a credentials file is in use, one that can also upload: "
+        "the dashboard takes read-only tokens."
+    ),
     "500": _SERVER_ERROR,
 }
 
@@ -265,6 +277,7 @@ def _dashboard_paths() -> dict[str, Any]:
                         },
                     },
                     "401": _READ_ERRORS["401"],
+                    "403": _READ_FORBIDDEN,
                     "500": _SERVER_ERROR,
                 },
             }

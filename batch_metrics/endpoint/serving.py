@@ -29,7 +29,13 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.endpoint.access import TOKEN_FILE_ENV, load_tokens
+from batch_metrics.endpoint.access import (
+    CREDENTIALS_ENV,
+    TOKEN_FILE_ENV,
+    CredentialsError,
+    CredentialsFile,
+    load_tokens,
+)
 from batch_metrics.endpoint.app import create_app, database_target
 from batch_metrics.endpoint.body import Limits
 from batch_metrics.endpoint.edge import ASGIApp
@@ -162,6 +168,7 @@ def serve(
     db: str | None = None,
     *,
     token_file: str | None = None,
+    credentials_file: str | None = None,
     limits: Limits | None = None,
     public_read: bool = False,
     stale_after: timedelta | None = None,
@@ -169,7 +176,8 @@ def serve(
     idle_seconds: float = IDLE_SECONDS,
     drain_seconds: float = DRAIN_SECONDS,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then finish the requests in flight and return. StartError if it cannot."""
+    """Serve until SIGTERM/SIGINT, then finish the requests in flight and return. StartError if it cannot.
+    SIGHUP reloads the credentials file (which is also reloaded when it changes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     limits = limits or Limits()
     raise_file_limit()
@@ -179,23 +187,47 @@ def serve(
     except StartError:
         sock.close()
         raise
+    credentials_file = credentials_file or os.environ.get(CREDENTIALS_ENV)
+    which = "token file"
     try:
         tokens = load_tokens(token_file or os.environ.get(TOKEN_FILE_ENV))
-    except OSError as error:
+        which = f"credentials file {credentials_file}"
+        credentials = CredentialsFile(credentials_file, tokens) if credentials_file else None
+    except (OSError, CredentialsError) as error:
         storage.close()
         sock.close()
-        raise StartError(f"cannot read the token file: {error.strerror or error}") from None
-    if not tokens:
-        log.warning("no token configured (set %s or a token file): every upload will get 401", TOKEN_ENV)
-    app = create_app(storage, tokens, limits=limits, public_read=public_read, stale_after=stale_after)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise StartError(f"cannot use the {which}: {reason}") from None
+    if not tokens and credentials is None:
+        log.warning(
+            "no token configured (set %s, a token file or a credentials file): every upload will get 401",
+            TOKEN_ENV,
+        )
+    elif credentials is None:
+        log.warning(
+            "legacy mode: every token can read and write everything, and the dashboard takes one; give "
+            "--credentials a file of read and write tokens (docs/endpoint.md#credentials)"
+        )
+    app = create_app(
+        storage, tokens, credentials=credentials, limits=limits, public_read=public_read,
+        stale_after=stale_after,
+    )  # fmt: skip
     host_server = Host(app, sock, idle_seconds=idle_seconds, drain_seconds=drain_seconds)
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d: no longer accepting; finishing the requests in flight", signum)
         host_server.stop()
 
+    def reload(signum: int, _frame: object) -> None:
+        # Off the signal handler: it may interrupt a thread that holds the reload's lock.
+        if credentials is None:
+            log.info("signal %d: no credentials file to reload (--credentials)", signum)
+            return
+        threading.Thread(target=credentials.reload, args=("SIGHUP",), daemon=True).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     log.info("serving on http://%s:%d", host if ":" not in host else f"[{host}]", host_server.port)
     try:
         host_server.run()

@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,11 @@ expect.set_options(timeout=20_000)  # waits, not sleeps: generous for a machine 
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     work = tmp_path_factory.mktemp("browser")
     database = seeded_database(work / "metrics.db", datetime.now(UTC))
-    with serve_process(database, TOKEN, work / "serve.log") as process:
+    # The dashboard as it should run: a read-only token from a credentials file.
+    credentials = work / "credentials.toml"
+    credentials.write_text(f'[[token]]\nname = "dashboard"\nsha256 = "{sha256(TOKEN.encode()).hexdigest()}"\n'
+                           'can = ["read"]\n')  # fmt: skip
+    with serve_process(database, "", work / "serve.log", "--credentials", str(credentials)) as process:
         yield process
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batch_metrics.endpoint.storage import SQLStorage
+from batch_metrics.endpoint.storage.uploaders import UPLOADER_COLUMNS, UPLOADER_JOIN, nest_uploader
 from batch_metrics.models import rfc3339, success_rate
 
 WINDOWS = (7, 30, 90)
@@ -239,10 +240,11 @@ def recipe_history(storage: SQLStorage, window: Window, recipe: str) -> list[dic
 
 
 def run_failures(storage: SQLStorage, run_id: int) -> dict[str, Any] | None:
-    """A run's counts and its failed rows with their messages (the first MAX_FAILURES by name)."""
+    """A run's counts, who uploaded it (and its CI run's URL), and its failed rows with their messages
+    (the first MAX_FAILURES by name)."""
     runs = storage.query(
-        "SELECT id, batch_id, ecosystem, started_at, success_rate, passed, failed, skipped FROM batch_runs"
-        " WHERE id = {mark}",
+        "SELECT id, batch_id, ecosystem, started_at, success_rate, passed, failed, skipped, "
+        f"{UPLOADER_COLUMNS} FROM batch_runs {UPLOADER_JOIN} WHERE id = {{mark}}",
         [run_id],
     )
     if not runs:
@@ -253,4 +255,5 @@ def run_failures(storage: SQLStorage, run_id: int) -> dict[str, Any] | None:
         f" ORDER BY recipe_name, platform LIMIT {MAX_FAILURES}",
         [run_id],
     )
-    return {**runs[0], "failures": failures, "truncated": len(failures) == MAX_FAILURES}
+    run = nest_uploader(runs[0])
+    return {**run, "failures": failures, "truncated": len(failures) == MAX_FAILURES}

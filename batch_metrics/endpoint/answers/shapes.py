@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from batch_metrics.models import RunUploader
+
 
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -129,6 +131,8 @@ class RunFailures(_Answer):
     passed: int
     failed: int
     skipped: int
+    uploader: RunUploader | None = Field(description="Who uploaded it, as in `GET /batch-runs/{id}`.")
+    run_url: str | None = Field(description="The CI run's page (http or https), as the uploader sent it.")
     failures: list[FailedRow] = Field(description="By recipe name; at most 500.")
     truncated: bool
 

@@ -1,6 +1,7 @@
 // The dashboard: reads /api/dashboard and draws every panel. Stored text reaches the page only through
 // textContent and attribute setters, never as markup. The window, ecosystem and drill-down live in the
-// query string, so a URL can be shared.
+// query string, so a URL can be shared. It keeps a read token only: a token the server refuses (401) or
+// finds able to upload (403) is forgotten at once.
 "use strict";
 
 const TOKEN_KEY = "batch-metrics-token";
@@ -10,18 +11,22 @@ const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"
 const $ = (id) => document.getElementById(id);
 
 class NeedToken extends Error {}
+// Set by the summary's answer: the server's legacy mode lets a token that can upload read the dashboard.
+let tokenCanWrite = false;
 
 async function api(path) {
   const headers = {};
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
   const answer = await fetch(path, { headers });
-  if (answer.status === 401) {
+  if (answer.status === 401 || answer.status === 403) {
     if (token) sessionStorage.removeItem(TOKEN_KEY);
-    askToken(token ? "That token was refused. Enter the endpoint's token." : null);
+    const why = answer.status === 403 ? await answer.text() : "That token was refused. Enter a read token.";
+    askToken(token ? why : null);
     throw new NeedToken();
   }
   if (!answer.ok) throw new Error(`${path}: ${answer.status} ${await answer.text()}`);
+  if (path.startsWith("/api/dashboard?")) tokenCanWrite = answer.headers.get("X-Token-Can-Write") === "true";
   return answer.json();
 }
 
@@ -244,6 +249,26 @@ function drawRecipe(answer) {
   return body;
 }
 
+// Who sent a run: the token's name, or the workflow an OIDC token came from; and a link to its CI run,
+// only for an http(s) URL (the server keeps no other, and the page checks again).
+function uploadedBy(answer) {
+  const who = answer.uploader;
+  const line = el("p", null, { class: "note", id: "run-uploader" });
+  if (!who) {
+    line.textContent = "Uploaded before uploaders were recorded.";
+  } else if (who.kind === "oidc") {
+    line.textContent = `Uploaded by ${who.repository} (${who.workflow || "workflow unknown"}, ${who.ref || "ref unknown"}, ` +
+      `${(who.sha || "").slice(0, 12)}) with GitHub OIDC, let in by the rule “${who.name}”.`;
+  } else {
+    line.textContent = `Uploaded with the token “${who.name}”.`;
+  }
+  const url = answer.run_url || "";
+  if (/^https?:\/\//i.test(url)) {
+    line.append(" ", el("a", "CI run ↗", { href: url, rel: "noopener noreferrer", id: "run-link" }));
+  }
+  return line;
+}
+
 function drawRun(answer) {
   const table = el("table");
   table.append(el("thead"), el("tbody"));
@@ -258,7 +283,7 @@ function drawRun(answer) {
   const summary = el("p", `${answer.ecosystem}, ${when(answer.started_at)}: ${percent(answer.success_rate)}, ` +
     `${answer.passed} passed, ${answer.failed} failed, ${answer.skipped} skipped` +
     (answer.truncated ? ` (the first ${answer.failures.length} failures shown)` : ""));
-  return [summary, answer.failures.length ? wrap : el("p", "No failures.", { class: "empty" })];
+  return [summary, uploadedBy(answer), answer.failures.length ? wrap : el("p", "No failures.", { class: "empty" })];
 }
 
 async function drawDrill(current) {
@@ -299,6 +324,7 @@ async function load() {
     picker.value = current.ecosystem;
     $("login").hidden = true;
     $("panels").hidden = false;
+    $("token-warning").hidden = !tokenCanWrite;
     drawEcosystems(summary);
     drawCharts(summary);
     drawTables(summary);

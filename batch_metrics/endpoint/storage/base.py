@@ -25,6 +25,13 @@ from typing import Any, ClassVar
 
 from batch_metrics.endpoint.storage.migrations import DIALECT_TYPES, MIGRATIONS
 from batch_metrics.endpoint.storage.rollups import roll_up_run
+from batch_metrics.endpoint.storage.uploaders import (
+    UPLOADER_COLUMNS,
+    UPLOADER_INSERT,
+    UPLOADER_JOIN,
+    Uploader,
+    nest_uploader,
+)
 from batch_metrics.models import BatchPayload, rfc3339
 
 RUN_COLUMNS = (
@@ -46,7 +53,9 @@ _RUN_INSERT = (
     f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 2))}) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
-_RUN_SELECT = f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at FROM batch_runs"
+_RUN_SELECT = (
+    f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at, {UPLOADER_COLUMNS} FROM batch_runs {UPLOADER_JOIN}"
+)
 _NEXT_QUEUED = (
     "SELECT q.batch_run_id, r.ecosystem FROM rollup_queue q JOIN batch_runs r ON r.id = q.batch_run_id"
     " ORDER BY q.batch_run_id LIMIT 1"
@@ -231,8 +240,11 @@ class SQLStorage(ABC):
                 )
         return applied
 
-    def insert_batch(self, payload: BatchPayload, idempotency_key: str | None) -> tuple[int, bool]:
-        """Store the run and its results together; (run id, True) when the key was already stored."""
+    def insert_batch(
+        self, payload: BatchPayload, idempotency_key: str | None, uploader: Uploader | None = None
+    ) -> tuple[int, bool]:
+        """Store the run, who sent it and its results together; (run id, True) when the key was already
+        stored."""
         with self._transaction() as db:
             row = db.execute(self._sql(_RUN_INSERT), _run_values(payload, idempotency_key)).fetchone()
             if row is None:
@@ -241,6 +253,8 @@ class SQLStorage(ABC):
                 ).fetchone()
                 return int(existing[0]), True
             run_id = int(row[0])
+            if uploader is not None:
+                db.execute(self._sql(UPLOADER_INSERT), uploader.values(run_id, payload.get("run_url")))
             if payload["results"]:
                 self._insert_results(db, result_rows(run_id, payload))
                 self._queue_for_rollups(db, run_id)
@@ -283,6 +297,7 @@ class SQLStorage(ABC):
         with self._reader() as db:
             runs = _dicts(db.execute(f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT {self.mark}",
                                      (*params, query.limit + 1)))  # fmt: skip
+        runs = [nest_uploader(run) for run in runs]
         if len(runs) > query.limit:
             return runs[: query.limit], int(runs[query.limit - 1]["id"])
         return runs, None
@@ -302,7 +317,7 @@ class SQLStorage(ABC):
             runs = _dicts(db.execute(self._sql(f"{_RUN_SELECT} WHERE id = {{mark}}"), (run_id,)))
             if not runs:
                 return None
-            run = runs[0]
+            run = nest_uploader(runs[0])
             run["results"] = _dicts(db.execute(self._sql(_RESULT_SELECT), (run_id,)))
         return run
 

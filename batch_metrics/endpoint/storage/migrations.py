@@ -8,6 +8,7 @@ placeholders, spelled per dialect by `DIALECT_TYPES`.
 from __future__ import annotations
 
 from batch_metrics.endpoint.storage.rollups import QUEUE_MIGRATION, ROLLUP_MIGRATION
+from batch_metrics.endpoint.storage.uploaders import MIGRATION as UPLOADER_MIGRATION
 
 # The Worker's telemetry/migrations/0001_batch_metrics_schema.sql with the types spelled per dialect.
 _D1_SCHEMA = """
@@ -59,4 +60,5 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     (4, ROLLUP_MIGRATION),  # the dashboard's roll-ups and indexes, filled from the batches already stored
     (5, QUEUE_MIGRATION),  # stored batches whose roll-ups are still to be made
+    (8, UPLOADER_MIGRATION),  # who sent each batch: the credential's name, the CI run's claims and URL
 )

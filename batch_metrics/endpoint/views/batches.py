@@ -2,9 +2,10 @@
 `GET /health` and `GET /openapi.json`.
 
 Answers mirror the Worker's: 201 `{"batch_run_id": N}`, plain-text `Bad request: <field> is required`
-and `Unauthorized`. An upload is refused from its headers before any of its body is read, read within
-the limits of body.py, validated against the wire contract in a worker thread, and stored in one
-transaction. Storage calls are blocking; they run with `run_in_threadpool`.
+and `Unauthorized`; `Forbidden: ...` (403) says what a valid credential may not do, such as write
+an ecosystem outside its patterns. An upload is refused from its headers before any of its body is
+read, read within the limits of body.py, validated against the wire contract in a worker thread,
+and stored in one transaction. Storage calls are blocking; they run with `run_in_threadpool`.
 """
 
 from __future__ import annotations
@@ -70,14 +71,15 @@ def _without_nul(body: bytearray) -> bytes | bytearray:
     return _NUL_ESCAPE.sub(rb"\1\\ufffd", body) if b"\\u0000" in body else body
 
 
-def _parse(body: bytearray) -> BatchPayload:
-    """Validate (in a worker thread); the body's buffer is emptied as soon as the rows are parsed."""
+def _parse(body: bytearray) -> tuple[BatchPayload, set[str]]:
+    """Validate (in a worker thread); the body's buffer is emptied as soon as the rows are parsed.
+    Also the ecosystems the batch writes: its own and every row's, which the writer must be allowed."""
     try:
         payload = PAYLOAD_ADAPTER.validate_json(_without_nul(body))
     except ValidationError as error:
         raise HTTPException(400, f"Bad request: {describe_error(error.errors()[0])}") from None
     del body[:]
-    return payload
+    return payload, {payload["ecosystem"], *(row["ecosystem"] for row in payload["results"])}
 
 
 class Endpoint:
@@ -103,7 +105,7 @@ class Endpoint:
         return Response(self.openapi, media_type="application/json")
 
     async def upload(self, request: Request) -> Response:
-        self.guard.check_write(request)  # from the headers: nothing of the body is read before this
+        access = await self.guard.check_write(request)  # from the headers: no body is read before this
         key = request.headers.get("idempotency-key", "").strip() or None
         if key and len(key) > MAX_IDEMPOTENCY_KEY:
             raise HTTPException(
@@ -121,9 +123,12 @@ class Endpoint:
                         await buffer.add(chunk)
                 body = buffer.finish()
                 async with self.working:
-                    payload = await run_in_threadpool(_parse, body)
+                    payload, ecosystems = await run_in_threadpool(_parse, body)
+                    uploader = self.guard.uploader(request, access, ecosystems)  # a 403 names the ecosystem
                     async with self.writing:
-                        run_id, duplicate = await run_in_threadpool(self.storage.insert_batch, payload, key)
+                        run_id, duplicate = await run_in_threadpool(
+                            self.storage.insert_batch, payload, key, uploader
+                        )
         except BodyError as error:
             return PlainTextResponse(error.message, error.status, error.headers)
         except ClientDisconnect:

@@ -1,15 +1,17 @@
 """The dashboard over HTTP: the page at `/`, its JSON under `/api/dashboard`, and `GET /metrics`.
 
 The page (`endpoint/static/`) is a shell with no data in it, so it and its assets are served to anyone;
-every answer with data goes through `require_read`, which lets a request through only with
-the token, or always under `serve --public-read`. The page asks for the token once, keeps it
-in sessionStorage and sends it as `Authorization: Bearer`. Handlers are plain functions:
-Starlette runs them in its thread pool, beside the blocking database drivers.
+every answer with data goes through the guard, which lets a request through only with a read
+token, or always under `serve --public-read`. The page asks for a read token once, keeps it in
+sessionStorage and sends it as `Authorization: Bearer`. Its JSON refuses a token that can also
+write (403) once a credentials file is in use; in the legacy mode (only the single-token options)
+it answers with `X-Token-Can-Write: true`, and the page says that it holds an upload token.
+Handlers are plain functions: Starlette runs them in its thread pool, beside the blocking database
+drivers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from batch_metrics.endpoint.access import Guard
 from batch_metrics.endpoint.answers import dashboard, metrics
 from batch_metrics.endpoint.answers.dashboard import MAX_DAYS, Window
 from batch_metrics.endpoint.storage import SQLStorage
@@ -39,8 +42,6 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-# Checks a read request; raises starlette's HTTPException (401) when it may not read.
-RequireRead = Callable[[Request], None]
 
 
 def _window(query: dict[str, str]) -> Window:
@@ -50,18 +51,17 @@ def _window(query: dict[str, str]) -> Window:
     return Window(days=int(days), ecosystem=query.get("ecosystem") or None)
 
 
-def routes(
-    storage: SQLStorage, require_read: RequireRead, *, stale_after: timedelta | None = None
-) -> list[BaseRoute]:
+def routes(storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None = None) -> list[BaseRoute]:
     """The dashboard's routes for the endpoint's Starlette app."""
+    require_read = guard.check_dashboard_read
 
     def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     def summary(request: Request) -> Response:
-        require_read(request)
+        can_write = require_read(request)
         window = _window(known_query(request, _SUMMARY_QUERY))
-        return json_answer({
+        answer = json_answer({
             "days": window.days,
             "ecosystem": window.ecosystem,
             "generated_at": rfc3339(window.now),
@@ -74,6 +74,9 @@ def routes(
             "error_categories": dashboard.error_categories(storage, window),
             "flaky_recipes": dashboard.flaky_recipes(storage, window),
         })  # fmt: skip
+        if can_write:  # the legacy mode: the page says it holds a token that can upload
+            answer.headers["X-Token-Can-Write"] = "true"
+        return answer
 
     def recipe(request: Request) -> Response:
         require_read(request)
@@ -95,7 +98,7 @@ def routes(
         return json_answer(failures)
 
     def scrape(request: Request) -> Response:
-        require_read(request)
+        guard.check_read(request)  # a scraper is no browser: any token that may read
         body, content_type = metrics.exposition(storage, request.headers.get("accept"), stale_after)
         return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
