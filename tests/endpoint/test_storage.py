@@ -22,7 +22,7 @@ def payload(count: int = 2, **fields: object) -> BatchPayload:
 
 
 def test_migrate_creates_the_d1_schema_then_has_nothing_left_to_do(database: str) -> None:
-    assert migrate(database) == [1, 2, 3, 4, 5]
+    assert migrate(database) == [1, 2, 3, 4, 5, 6]
     assert migrate(database) == []
     opened = open_storage(database)
     try:
@@ -34,7 +34,7 @@ def test_migrate_creates_the_d1_schema_then_has_nothing_left_to_do(database: str
     assert stored is not None
     assert set(stored) == {
         "id", "batch_id", "ecosystem", "started_at", "completed_at", "total_recipes", "passed", "failed",
-        "skipped", "success_rate", "macos_minutes", "linux_minutes", "received_at", "results",
+        "skipped", "success_rate", "macos_minutes", "linux_minutes", "received_at", "results", "next_cursor",
     }  # fmt: skip
 
 
@@ -53,7 +53,7 @@ def test_a_database_made_by_the_workers_d1_migration_is_adopted_with_its_rows(da
         "INSERT INTO recipe_results (batch_run_id, recipe_name, ecosystem, result) "
         "VALUES (1, 'x', 'npm', 'failed')",
     )
-    assert migrate(database) == [2, 3, 4, 5]
+    assert migrate(database) == [2, 3, 4, 5, 6]
     opened = open_storage(database)
     try:
         runs, _ = opened.list_runs(RunFilter())
@@ -155,7 +155,7 @@ def test_a_failing_result_row_leaves_no_run_behind(storage: Storage, database: s
 def test_list_runs_filters_and_pages_newest_first(storage: Storage) -> None:
     made = [
         storage.insert_batch(
-            payload(0, batch_id=f"b{n % 2}", ecosystem=eco, started_at=f"2026-03-0{n + 1}T00"), None
+            payload(0, batch_id=f"b{n % 2}", ecosystem=eco, started_at=f"2026-03-0{n + 1}T00:00:00Z"), None
         )[0]
         for n, eco in enumerate(["npm", "npm", "cargo", "npm", "cargo"])
     ]

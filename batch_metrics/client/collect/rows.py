@@ -4,8 +4,8 @@
 `MAX_WARNINGS_PER_FILE` times per file, then once saying how many more), and at the
 end validates them in one pass and adds them to the collection, or adds nothing: a
 whole document that does not read to its end is `reject`ed, and `fail` says what an
-unforeseen failure costs. Outcomes are normalised here, long messages bounded,
-timestamps read.
+unforeseen failure costs. Outcomes are normalised here, timestamps read, and every
+row made to fit the contract's limits (bounds.py) before it is validated.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ValidationError
 
-from batch_metrics.models import RESULTS_VALIDATOR, in_utc
+from batch_metrics.client.collect.bounds import bound_row
+from batch_metrics.models import MAX_ERROR_MESSAGE, RESULTS_VALIDATOR, in_utc, time_window_problem
 
 if TYPE_CHECKING:
     from batch_metrics.models import BatchPayload, RecipeResult
@@ -27,7 +28,6 @@ RESULT_SPELLINGS = {
     **dict.fromkeys(("fail", "failed", "failure", "error", "errored"), "failed"),
     **dict.fromkeys(("skip", "skipped", "disabled", "notrun"), "skipped"),
 }
-_CUT_MARK = "\n[... {} characters cut ...]\n"
 _ALL_OR_NOTHING = "a whole document counts all or nothing: nothing collected from this file"
 
 
@@ -49,6 +49,8 @@ class Collection:
     files: list[str] = field(default_factory=list)
     earliest: datetime | None = None
     payloads: list[BatchPayload] = field(default_factory=list)
+    identities: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of each file read
+    skipped: list[str] = field(default_factory=list)  # matched files left out as the run's own, and why
 
 
 def normalise_result(value: object) -> str | None:
@@ -92,19 +94,6 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
 
 
-def bound_message(message: str | None, limit: int, dropped: int = 0) -> str | None:
-    """At most `limit` characters: the start and the end of a long log, and how much was cut.
-
-    `dropped`: characters already cut from the middle of `message` (text streamed past).
-    """
-    if message is None or (len(message) <= limit and not dropped):
-        return message
-    mark = _CUT_MARK.format(max(len(message) - limit, 0) + dropped)
-    keep = max(limit - len(mark), 0)
-    head = keep - keep // 2
-    return (message[:head] + mark + message[len(message) - keep // 2 :])[:limit]
-
-
 def brief(value: object, limit: int = 80) -> str:
     """A value for a warning: the start of a string, else only its JSON type (never a huge repr)."""
     return repr(value[:limit]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
@@ -124,7 +113,7 @@ class FileRows:
         self.display = display
         self.collection = collection
         self.ecosystem = ecosystem
-        self.limit = limit
+        self.limit = min(limit, MAX_ERROR_MESSAGE)
         self.rows: list[dict[str, Any]] = []
         self.lines: list[int | None] = []
         self.stamps: dict[str, int | None] = {}  # each timestamp text and the first line it is on
@@ -166,6 +155,10 @@ class FileRows:
         position among the file's rows.
         """
         rows = self.rows
+        for index, row in enumerate(rows):
+            left_out = bound_row(row, self.limit)
+            if left_out:
+                self.warn(self.lines[index], f"row {index + 1} ({brief(row.get('recipe_name'))}): {left_out}")
         try:
             results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
@@ -201,7 +194,13 @@ class FileRows:
             if local is None:
                 continue  # not a timestamp: read leniently, as before
             try:
-                moments.append(in_utc(local))
+                moment = in_utc(local)
             except OverflowError:
                 self.warn(line, f"timestamp {brief(text)} is out of range in UTC; ignored, the row is kept")
+                continue
+            problem = time_window_problem(moment)
+            if problem:  # the endpoint would refuse it as the batch's start
+                self.warn(line, f"timestamp {brief(text)}: {problem}; ignored, the row is kept")
+            else:
+                moments.append(moment)
         return min(moments, default=None)

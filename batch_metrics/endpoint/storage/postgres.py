@@ -7,12 +7,28 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.health import (
+    DISK_FULL,
+    PROBE_SECONDS,
+    READ_ONLY,
+    UNREACHABLE,
+    ProbeBusy,
+)
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
 _COPY_RESULTS = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN".encode()
+# SQLSTATEs (and their classes) that mean "nothing can be stored now", whatever the batch.
+_UNAVAILABLE = {
+    "53100": DISK_FULL, "25006": READ_ONLY, "08": UNREACHABLE, "53": UNREACHABLE, "57P": UNREACHABLE,
+}  # fmt: skip
+_PROBE_LIMITS = (
+    f"SET LOCAL lock_timeout = {int(PROBE_SECONDS * 1000)}; "
+    f"SET LOCAL statement_timeout = {int(PROBE_SECONDS * 1000)}"
+)
+_BUSY = ("55P03", "57014")  # lock_not_available, query_canceled (the probe's own timeouts)
 
 
 class PostgresStorage(SQLStorage):
@@ -46,6 +62,32 @@ class PostgresStorage(SQLStorage):
     def _reader(self) -> Iterator[psycopg.Connection[Any]]:
         with self.pool.connection(timeout=self.read_wait_seconds) as db:
             yield db
+
+    @contextmanager
+    def _probing(self) -> Iterator[psycopg.Connection[Any]]:
+        import psycopg
+
+        try:
+            with self.pool.connection(timeout=PROBE_SECONDS) as db, db.transaction():
+                db.execute(_PROBE_LIMITS)
+                yield db
+        except psycopg.Error as error:
+            if getattr(error, "sqlstate", None) in _BUSY:
+                raise ProbeBusy from error
+            raise
+
+    def _unavailable(self, error: Exception) -> str | None:
+        """By SQLSTATE; an operational error without one (no connection, a pool timeout) is UNREACHABLE."""
+        import psycopg
+
+        state = getattr(error, "sqlstate", None)
+        if state is None:
+            return UNREACHABLE if isinstance(error, psycopg.OperationalError) else None
+        return next((_UNAVAILABLE[key] for key in (state, state[:3], state[:2]) if key in _UNAVAILABLE), None)
+
+    def _file_problem(self) -> str | None:
+        """The server's files are the server's own business: the write probe finds what matters."""
+        return None
 
     def _exclusive(self, db: psycopg.Connection[Any], lock: int) -> None:
         db.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
