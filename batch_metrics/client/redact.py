@@ -9,6 +9,11 @@ What goes: every value registered as a secret (the token, each of its lines), an
 that a build log may carry whoever owns them: GitHub tokens (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`,
 `github_pat_`), the credentials after `Bearer` or `Basic`, and the user-info part of a URL
 (`https://user:password@host` keeps only `https://***@host`).
+
+What stays: words. After `Bearer` or `Basic` a short lower-case word (`a bearer token cannot
+have...`, `the bearer of bad news`) is English, not a credential, unless it follows an
+`Authorization:` header name; so the program's own sentences survive, and a test checks that
+every text the client writes passes through unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ MASK = "***"
 # regular expression, which on 4 KiB of build log is a hundred times slower.
 _GITHUB_TOKEN = re.compile(r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{16,}")  # 36+ characters in practice
 _URL_USER_INFO = re.compile(r"://[^\s/?#@]+@")  # everything between `scheme://` and `@host`
-_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)[ \t]+[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 token68 / Basic
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)[ \t]+([A-Za-z0-9\-._~+/]+=*)")  # RFC 6750 token68 / Basic
+_LONGEST_WORD = 15  # a lower-case run of letters longer than this is taken for a credential
 
 
 def redact_shapes(text: str) -> str:
@@ -31,8 +37,17 @@ def redact_shapes(text: str) -> str:
         text = _URL_USER_INFO.sub(f"://{MASK}@", text)
     lowered = text.lower()
     if "bearer" in lowered or "basic" in lowered:
-        text = _AUTH_SCHEME.sub(lambda match: f"{match.group(1)} {MASK}", text)
+        text = _AUTH_SCHEME.sub(_credential, text)
     return text
+
+
+def _credential(match: re.Match[str]) -> str:
+    """The scheme and a mask, unless what follows the scheme is a word outside an Authorization header."""
+    scheme, value = match.group(1), match.group(2)
+    word = value.isalpha() and value.islower() and len(value) <= _LONGEST_WORD
+    if word and not match.string[: match.start()].rstrip().lower().endswith("authorization:"):
+        return match.group(0)
+    return f"{scheme} {MASK}"
 
 
 class Redactor:

@@ -121,12 +121,8 @@ class SQLiteStorage(SQLStorage):
         connection = self._connection()
         with self._write_lock:
             self._begin(connection)
-            try:
+            with self._ending(connection):
                 yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
 
     @contextmanager
     def _probing(self) -> Iterator[sqlite3.Connection]:
@@ -145,15 +141,23 @@ class SQLiteStorage(SQLStorage):
                 raise
             finally:
                 connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_seconds * 1000)}")
-            try:
+            with self._ending(connection):
                 yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
         finally:
             self._write_lock.release()
         self._checkpoint()
+
+    @staticmethod
+    @contextmanager
+    def _ending(connection: sqlite3.Connection) -> Iterator[None]:
+        """COMMIT, or ROLLBACK on an exception, a failed COMMIT included (a full disk fails it)."""
+        try:
+            yield
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     def _unavailable(self, error: Exception) -> str | None:
         code = getattr(error, "sqlite_errorcode", None)

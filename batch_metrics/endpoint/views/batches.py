@@ -12,6 +12,7 @@ calls are blocking; they run with `run_in_threadpool`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from functools import partial
@@ -38,6 +39,8 @@ from batch_metrics.endpoint.openapi import render_openapi
 from batch_metrics.endpoint.storage import RESULTS_PAGE, RunFilter, SQLStorage, Unavailable
 from batch_metrics.endpoint.views import json_answer, known_query
 from batch_metrics.models import PAYLOAD_ADAPTER, BatchPayload
+
+log = logging.getLogger("batch_metrics.server")
 
 MAX_IDEMPOTENCY_KEY = 255
 RETRY_AFTER_SECONDS = 30  # after a 503/507 for a database that cannot store anything now
@@ -136,6 +139,7 @@ class Endpoint:
         except TimeoutError:  # the wall-clock deadline of a body that trickles in
             return PlainTextResponse("Request timeout: the body took too long to arrive", 408)
         except Unavailable as error:
+            log.warning("an upload was not stored: %s", error.reason, exc_info=error.__cause__)
             word = "Insufficient storage" if error.status == 507 else "Service unavailable"
             return PlainTextResponse(
                 f"{word}: {error.reason}; the batch was not stored, send it again later",
