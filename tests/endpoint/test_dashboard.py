@@ -209,7 +209,7 @@ def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
     with monkeypatch.context() as before:  # the code as it was before migration 4: no queue, no roll-ups
         before.setattr(storage_module, "MIGRATIONS", MIGRATIONS[:3])
         before.setattr(storage_module.SQLStorage, "_queue_for_rollups", lambda *_: None)
-        before.setattr(storage_module.SQLStorage, "_roll_up_next", lambda _: False)
+        before.setattr(storage_module.SQLStorage, "_roll_up_next", lambda _: None)
         old = open_storage(database)
         assert old.migrate() == [1, 2, 3]
         seed(old)

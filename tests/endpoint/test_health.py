@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from batch_metrics.endpoint.storage import PostgresStorage, open_storage
-from batch_metrics.endpoint.storage.health import DISK_FULL, GONE, READ_ONLY
+from batch_metrics.endpoint.storage.health import DISK_FULL, GONE, PROBE_INTERVAL, PROBE_SECONDS, READ_ONLY
 from tests.conftest import need
 from tests.endpoint.test_limits import hours_ago
 from tests.live import Live, ServeProcess, batch, execute_directly, running, serve_process
@@ -80,6 +80,26 @@ def test_a_read_only_postgresql_fails_health_and_uploads_while_reads_answer(post
                 assert (upload.status_code, upload.headers["Retry-After"]) == (503, "30")
                 assert upload.text.startswith(f"Service unavailable: {READ_ONLY}; the batch was not stored")
                 _reads_answer(served)  # the catch-up before each read cannot write: they answer all the same
+        finally:
+            storage.close()
+
+
+@pytest.mark.postgres
+def test_health_keeps_its_verdict_while_every_connection_is_lent_out(postgres_admin_url: str) -> None:
+    """A busy pool is not a database that is down: /health answers in time, with its last verdict."""
+    from tests.pg import fresh_database
+
+    with fresh_database(postgres_admin_url) as url:
+        storage = PostgresStorage(url, pool_size=1)
+        try:
+            storage.migrate()
+            assert storage.health().ok
+            with storage.pool.connection():  # the pool's only connection, held by "a long upload"
+                time.sleep(PROBE_INTERVAL)
+                started = time.monotonic()
+                report = storage.health()
+                waited = time.monotonic() - started
+            assert report.ok and waited < 2 * PROBE_SECONDS, (report, waited)
         finally:
             storage.close()
 

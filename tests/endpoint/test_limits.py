@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from batch_metrics.client.collect import collect
+from batch_metrics.client.payload import build_payload, payload_bytes
 from batch_metrics.models import (
     MAX_BATCH_ID,
     MAX_DURATION_SECONDS,
@@ -27,6 +30,7 @@ from batch_metrics.models import (
     MAX_RESULT,
     rfc3339,
 )
+from tests.client.test_limits import junit_of_long_values
 from tests.live import Live, Storage, batch, count_rows
 
 pytest_plugins = ["tests.live"]
@@ -210,3 +214,19 @@ def test_runs_stored_with_impossible_times_are_never_an_ecosystems_latest(
     latest = datetime.fromisoformat(red[-1]).timestamp()
     assert samples["batch_metrics_last_batch_timestamp_seconds", "homebrew"] == latest
     assert samples["batch_metrics_runs_since_green", "homebrew"] == 2
+
+
+def test_what_the_client_makes_of_4000_character_junit_values_is_stored_and_shown(
+    live: Live, tmp_path: Path
+) -> None:
+    """The JUnit collector passed such values through unshortened: no hostile client was needed."""
+    junit_of_long_values(tmp_path / "junit.xml")
+    collected = collect("junit.xml", tmp_path, ecosystem="junit")
+    payload = build_payload(collected, started_at=hours_ago(1))
+    answer = live.post(payload_bytes(payload))
+    assert answer.status_code == 201, answer.text
+    summary = every_read_answers(live)
+    assert {row["name"] for row in summary["failing_recipes"]} == {
+        row["recipe_name"] for row in payload["results"]
+    }
+    assert [row["platform"] for row in summary["platforms"]] == [payload["results"][0]["platform"]]

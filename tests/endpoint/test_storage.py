@@ -26,7 +26,7 @@ def test_migrate_creates_the_d1_schema_then_has_nothing_left_to_do(database: str
     assert migrate(database) == []
     opened = open_storage(database)
     try:
-        assert opened.healthy()
+        assert opened.health().ok
         run_id, _ = opened.insert_batch(payload(1), None)
         stored = opened.get_run(run_id)
     finally:
@@ -184,6 +184,6 @@ def test_get_run_of_an_unknown_id_is_none(storage: Storage) -> None:
 
 def test_a_database_that_cannot_be_opened_is_not_healthy(tmp_path: Path) -> None:
     missing = SQLiteStorage(str(tmp_path / "no" / "such" / "dir.db"))
-    assert missing.healthy() is False
+    assert missing.health().ok is False
     migrated_elsewhere = SQLiteStorage(str(tmp_path / "never-migrated.db"))
-    assert migrated_elsewhere.healthy() is False
+    assert migrated_elsewhere.health().ok is False

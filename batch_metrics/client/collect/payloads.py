@@ -7,12 +7,12 @@ rows to a new batch (`client.payload`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic_core import ValidationError
 
-from batch_metrics.client.collect.bounds import HEADER_TEXTS, bound_row, bound_texts
-from batch_metrics.client.collect.rows import FileRows, brief
+from batch_metrics.client.collect.bounds import fit
+from batch_metrics.client.collect.rows import FileRows
 from batch_metrics.client.collect.source import Source, line_values
 from batch_metrics.models import PAYLOAD_VALIDATOR, first_problem
 
@@ -28,21 +28,15 @@ class PayloadCollector:
 
     def read(self, source: Source, rows: FileRows) -> None:
         for line, value in line_values(source, rows):
-            if isinstance(value, dict):
-                self._fit(line, value, rows)
             try:
                 payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python(value)
             except ValidationError as error:
-                rows.warn(line, f"invalid ready payload: {first_problem(error, 'payload')}; skipped")
-                continue
+                for where, left_out in fit(value, error.errors(include_url=False)).items():
+                    rows.warn(line, f"{'.'.join(map(str, where))}: {left_out}")
+                try:
+                    payload = PAYLOAD_VALIDATOR.validate_python(value)
+                except ValidationError as still:
+                    rows.warn(line, f"invalid ready payload: {first_problem(still, 'payload')}; skipped")
+                    continue
             rows.stamp(line, payload["started_at"])
             rows.collection.payloads.append(payload)
-
-    @staticmethod
-    def _fit(line: int, value: dict[str, Any], rows: FileRows) -> None:
-        bound_texts(value, HEADER_TEXTS)
-        results = value.get("results")
-        for position, row in enumerate(results if isinstance(results, list) else (), 1):
-            left_out = bound_row(row, rows.limit) if isinstance(row, dict) else None
-            if left_out:
-                rows.warn(line, f"results item {position} ({brief(row.get('recipe_name'))}): {left_out}")

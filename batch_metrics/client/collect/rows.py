@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ValidationError
 
-from batch_metrics.client.collect.bounds import bound_row
+from batch_metrics.client.collect.bounds import fit
 from batch_metrics.models import MAX_ERROR_MESSAGE, RESULTS_VALIDATOR, in_utc, time_window_problem
 
 if TYPE_CHECKING:
@@ -151,18 +151,32 @@ class FileRows:
     def finish(self) -> None:
         """Validate every row at once and add the file's share to the collection, or add nothing.
 
-        A row that fails validation is dropped with a warning naming its line and its
+        A row past a limit is fitted to it (bounds.py), with a warning when something is left out;
+        a row that still fails validation is dropped with a warning naming its line and its
         position among the file's rows.
         """
         rows = self.rows
-        for index, row in enumerate(rows):
-            left_out = bound_row(row, self.limit)
-            if left_out:
-                self.warn(self.lines[index], f"row {index + 1} ({brief(row.get('recipe_name'))}): {left_out}")
         try:
             results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
-            bad: dict[int, str] = {}
+            for (place, *_), left_out in fit(rows, error.errors(include_url=False)).items():
+                index = int(place)
+                name = brief(rows[index].get("recipe_name"))
+                self.warn(self.lines[index], f"row {index + 1} ({name}): {left_out}; the row is kept")
+            results = self._valid_rows()
+        earliest = self._earliest()
+        self.collection.results.extend(results)
+        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
+            self.collection.earliest = earliest
+        self.note_hidden_warnings()
+
+    def _valid_rows(self) -> list[RecipeResult]:
+        """The rows that validate, each one that does not dropped with a warning saying why."""
+        rows = self.rows
+        bad: dict[int, str] = {}
+        try:
+            results: list[RecipeResult] = RESULTS_VALIDATOR.validate_python(rows)
+        except ValidationError as error:
             for problem in error.errors(include_url=False):
                 index = int(problem["loc"][0])
                 where = ".".join(map(str, problem["loc"][1:]))
@@ -173,11 +187,7 @@ class FileRows:
             results = RESULTS_VALIDATOR.validate_python(
                 [row for index, row in enumerate(rows) if index not in bad]
             )
-        earliest = self._earliest()
-        self.collection.results.extend(results)
-        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
-            self.collection.earliest = earliest
-        self.note_hidden_warnings()
+        return results
 
     def note_hidden_warnings(self) -> None:
         if self.warned > MAX_WARNINGS_PER_FILE:

@@ -31,7 +31,9 @@ from typing import Any, ClassVar
 from batch_metrics.endpoint.storage import queue
 from batch_metrics.endpoint.storage.health import (
     CANNOT_WRITE,
+    PROBE_SECONDS,
     PROBE_WRITE,
+    UNREACHABLE,
     Checkup,
     HealthReport,
     ProbeBusy,
@@ -149,8 +151,8 @@ class SQLStorage(ABC):
         """A connection inside a write transaction: committed on exit, rolled back on an exception."""
 
     @abstractmethod
-    def _reader(self) -> AbstractContextManager[Any]:
-        """A connection for reading."""
+    def _reader(self, wait: float | None = None) -> AbstractContextManager[Any]:
+        """A connection for reading; `wait`: how long to wait for one, where the dialect waits at all."""
 
     @abstractmethod
     def _insert_results(self, db: Any, rows: Iterator[tuple[Any, ...]]) -> None:
@@ -184,6 +186,7 @@ class SQLStorage(ABC):
         """A write transaction whose waits last health.PROBE_SECONDS at most (then ProbeBusy)."""
 
     def _start_background(self) -> None:
+        """The roll-up thread (started on the first wake), the health probe and the reads' catch-up state."""
         self._background = _Background(self._catch_up)
         self._checkup = Checkup(self._probe)
         self._reads_catch_up_after = 0.0
@@ -278,8 +281,8 @@ class SQLStorage(ABC):
                 roll_up_run(db, self.mark, run_id, queued[1])
                 db.execute(self._sql(queue.DONE), (run_id,))
         except Exception as error:
-            if run_id is None:  # no batch was taken: the database failed, not a batch
-                raise
+            if run_id is None or (isinstance(error, self.errors) and self._unavailable(error)):
+                raise  # the database failed (no batch taken, a full disk...), not this batch
             self._set_aside(run_id, error)
             return False
         return True
@@ -344,9 +347,9 @@ class SQLStorage(ABC):
         run["next_cursor"] = str(results[limit - 1]["id"]) if more else None
         return run
 
-    def backlog(self) -> tuple[int, int]:
+    def backlog(self, wait: float | None = None) -> tuple[int, int]:
         """Stored batches not yet in the roll-ups, and how many of them are set aside after failing."""
-        with self._reader() as db:
+        with self._reader(wait) as db:
             queued, set_aside = db.execute(queue.BACKLOG).fetchone()
         return int(queued), int(set_aside)
 
@@ -354,18 +357,17 @@ class SQLStorage(ABC):
         """Whether the database can be written now (a write probe, bounded in time); the roll-up backlog."""
         return self._checkup.report()
 
-    def healthy(self) -> bool:
-        return self.health().ok
-
     def _probe(self, latest: HealthReport) -> HealthReport:
         try:
             reason = self._write_probe()
-        except ProbeBusy:  # a writer holds the lock: the last verdict stands
-            reason = latest.reason
-        try:
-            report = HealthReport(reason, *self.backlog())
-        except self.errors as error:
-            report = HealthReport(reason or self._why_not(error))
+        except ProbeBusy:  # every writer's turn or connection is taken: the last verdict stands
+            return latest
+        report = HealthReport(reason)
+        if reason != UNREACHABLE:
+            try:
+                report = HealthReport(reason, *self.backlog(PROBE_SECONDS))
+            except self.errors as error:
+                report = HealthReport(reason or self._why_not(error))
         if report.reason != latest.reason:
             log.warning("GET /health: %s", report.reason or "the database can be written again")
         return report

@@ -59,18 +59,26 @@ class PostgresStorage(SQLStorage):
             yield db
 
     @contextmanager
-    def _reader(self) -> Iterator[psycopg.Connection[Any]]:
-        with self.pool.connection(timeout=self.read_wait_seconds) as db:
+    def _reader(self, wait: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection(timeout=self.read_wait_seconds if wait is None else wait) as db:
             yield db
 
     @contextmanager
     def _probing(self) -> Iterator[psycopg.Connection[Any]]:
+        """Busy when the probe's own timeouts run out, or when no connection is free because every one
+        is lent to a request (a pool that cannot connect has none to lend: the database is unreachable)."""
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         try:
             with self.pool.connection(timeout=PROBE_SECONDS) as db, db.transaction():
                 db.execute(_PROBE_LIMITS)
                 yield db
+        except PoolTimeout as error:
+            stats = self.pool.get_stats()
+            if stats.get("pool_size", 0) >= self.pool.max_size and not stats.get("pool_available"):
+                raise ProbeBusy from error
+            raise
         except psycopg.Error as error:
             if getattr(error, "sqlstate", None) in _BUSY:
                 raise ProbeBusy from error

@@ -164,7 +164,8 @@ class SQLiteStorage(SQLStorage):
         return None if code is None else _UNAVAILABLE.get(code & 0xFF)
 
     @contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
+    def _reader(self, wait: float | None = None) -> Iterator[sqlite3.Connection]:
+        """This thread's connection: in WAL mode a read never waits."""
         yield self._connection()
 
     def _exclusive(self, db: sqlite3.Connection, lock: int) -> None:
