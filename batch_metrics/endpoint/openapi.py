@@ -289,7 +289,7 @@ def _dashboard_paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Gauges per ecosystem: last batch timestamp, success rate, results, "
-                        "runs since green, stale.",
+                        "runs since green, stale; and the roll-up backlog: batches queued, set aside.",
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
                             "application/openmetrics-text": {"schema": {"type": "string"}},
