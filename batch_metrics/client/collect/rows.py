@@ -11,7 +11,7 @@ row made to fit the contract's limits (bounds.py) before it is validated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ValidationError
@@ -199,6 +199,7 @@ class FileRows:
 
     def _earliest(self) -> datetime | None:
         moments = []
+        now = datetime.now(UTC)
         for text, line in self.stamps.items():
             local = _local_time(text)
             if local is None:
@@ -208,7 +209,7 @@ class FileRows:
             except OverflowError:
                 self.warn(line, f"timestamp {brief(text)} is out of range in UTC; ignored, the row is kept")
                 continue
-            problem = time_window_problem(moment)
+            problem = time_window_problem(moment, now)
             if problem:  # the endpoint would refuse it as the batch's start
                 self.warn(line, f"timestamp {brief(text)}: {problem}; ignored, the row is kept")
             else:
