@@ -36,7 +36,7 @@ from tests.live import Live
 
 pytest_plugins = ["tests.live"]
 
-EXAMPLES = 40  # per database: a few seconds each (400 pass too, in about a minute)
+EXAMPLES = 40  # per database: a few seconds each (400 random ones pass too, in about a minute)
 _TEXTS = {"batch_id": MAX_BATCH_ID, "ecosystem": MAX_ECOSYSTEM}
 _ROW_TEXTS = {"recipe_name": MAX_RECIPE_NAME, "ecosystem": MAX_ECOSYSTEM, "result": MAX_RESULT,
               "error_category": MAX_ERROR_CATEGORY, "error_message": MAX_ERROR_MESSAGE,
@@ -155,7 +155,9 @@ def _stored(text: str) -> str:
 def test_every_extreme_batch_is_stored_and_shown_or_refused_and_every_read_answers(live: Live) -> None:
     outcomes: list[int] = []
 
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # The same examples every run (derandomize, no example database): a suite that passes, passes again.
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
     @given(batches())
     def upload(body: dict[str, Any]) -> None:
         expected = acceptable(body)
