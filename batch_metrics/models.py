@@ -5,7 +5,9 @@ Cloudflare Worker endpoint accepts, so anything the Worker stores is valid
 here too: free-form strings stay strings (the Worker does not check them),
 and `null` in an optional number means "not given" (stored as 0). The rules
 the contract states are here too, written once: the success rate, RFC 3339
-times, and the stable text of the documents generated from the models.
+times, the limits on every text, number and time (the endpoint refuses what
+lies beyond them, the client trims and leaves out what would), and the stable
+text of the documents generated from the models.
 
 The request body and its rows are TypedDicts, not models: batches hold 100k+
 rows, and plain dicts validate and serialise about four times faster than a
@@ -20,15 +22,34 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, with_config
 from pydantic_core import PydanticCustomError, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+# The limits (docs/endpoint.md#limits). Texts are counted in characters, up to 4 bytes each in UTF-8:
+# the widest index key, recipe_latest's (ecosystem, recipe_name, platform, result), is then at most
+# (64 + 384 + 96 + 32) x 4 = 2,304 bytes, under PostgreSQL's 2,704-byte limit on a btree row.
+MAX_BATCH_ID = 256
+MAX_ECOSYSTEM = 64
+MAX_RECIPE_NAME = 384
+MAX_RESULT = 32
+MAX_ERROR_CATEGORY = 256
+MAX_ERROR_MESSAGE = 4096
+MAX_PLATFORM = 96
+MAX_TIME_TEXT = 64
 # Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
 MAX_COUNT = 2**31 - 1
+# Numbers are bounded so that no sum the endpoint makes can leave the finite doubles (~1.8e308), however
+# many rows, batches and days it adds up: ~116 days for one result, 1e12 minutes for one batch (every row
+# of the largest body the endpoint reads, 256 MiB, at the longest duration).
+MAX_DURATION_SECONDS = 1e7
+MAX_MINUTES = 1e12
+# Batch times: RFC 3339, from 2000 to a day ahead of the endpoint's clock (a client's clock may run ahead).
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)
 
 
 def none_to_zero(value: Any) -> Any:
@@ -42,15 +63,55 @@ def none_to_zero(value: Any) -> Any:
 
 
 _Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-_Minutes = Annotated[float, Field(ge=0)]
+_Minutes = Annotated[float, Field(ge=0, le=MAX_MINUTES)]
 _Rate = Annotated[float, Field(ge=0, le=1)]
 # `null` means "not given", stored as 0 as the Worker does; the JSON Schema says null is allowed.
 Count = Annotated[_Count, BeforeValidator(none_to_zero, json_schema_input_type=_Count | None)]
 Minutes = Annotated[_Minutes, BeforeValidator(none_to_zero, json_schema_input_type=_Minutes | None)]
 Rate = Annotated[_Rate, BeforeValidator(none_to_zero, json_schema_input_type=_Rate | None)]
 # Strict (in Rust, per result row): JSON numbers only, integers included; no strings or booleans.
-Seconds = Annotated[float, Field(ge=0, strict=True)] | None
-RequiredText = Annotated[str, Field(min_length=1)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_SECONDS, strict=True)] | None
+
+
+BatchId = Annotated[str, Field(min_length=1, max_length=MAX_BATCH_ID)]
+Ecosystem = Annotated[str, Field(min_length=1, max_length=MAX_ECOSYSTEM)]
+RecipeName = Annotated[str, Field(min_length=1, max_length=MAX_RECIPE_NAME)]
+ResultText = Annotated[str, Field(min_length=1, max_length=MAX_RESULT)]
+ErrorCategory = Annotated[str, Field(max_length=MAX_ERROR_CATEGORY)] | None
+ErrorMessage = Annotated[str, Field(max_length=MAX_ERROR_MESSAGE)] | None
+Platform = Annotated[str, Field(max_length=MAX_PLATFORM)] | None
+
+
+def time_window_problem(moment: datetime, now: datetime | None = None) -> str | None:
+    """Why `moment` cannot be a batch's time (before 2000, or over a day ahead of `now`), else None."""
+    latest = (now or datetime.now(UTC)) + CLOCK_SKEW
+    if moment < EARLIEST_TIME:
+        return f"{rfc3339(moment)} is before {rfc3339(EARLIEST_TIME)}"
+    if moment > latest:
+        return f"{rfc3339(moment)} is more than a day in the future"
+    return None
+
+
+def batch_time(text: str) -> str:
+    """A batch time as sent, once it is RFC 3339 within the window (surrounding blanks dropped)."""
+    try:
+        moment = parse_rfc3339(text)
+    except ValueError as error:
+        raise PydanticCustomError("rfc3339", str(error)) from None
+    problem = time_window_problem(moment)
+    if problem:
+        raise PydanticCustomError("time_window", problem)
+    return text.strip()
+
+
+_TIME_DESCRIPTION = (
+    "RFC 3339 timestamp with a zone, e.g. 2026-02-19T14:31:25Z, from 2000-01-01T00:00:00Z to a day "
+    "ahead of the endpoint's clock."
+)
+BatchTime = Annotated[
+    str, Field(min_length=1, max_length=MAX_TIME_TEXT, json_schema_extra={"format": "date-time"}),
+    AfterValidator(batch_time),
+]  # fmt: skip
 _WIRE_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
@@ -58,21 +119,21 @@ _WIRE_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 class RecipeResult(TypedDict):
     """One recipe (package) validated on one platform."""
 
-    recipe_name: RequiredText
-    ecosystem: RequiredText
+    recipe_name: RecipeName
+    ecosystem: Ecosystem
     result: Annotated[
-        RequiredText,
+        ResultText,
         Field(
             description="`passed`, `failed` or `skipped` as the client writes it; "
             "other strings are stored as sent, as the Worker does."
         ),
     ]
-    error_category: NotRequired[str | None]
-    error_message: NotRequired[str | None]
+    error_category: NotRequired[ErrorCategory]
+    error_message: NotRequired[ErrorMessage]
     duration_seconds: NotRequired[Seconds]
     platform: NotRequired[
         Annotated[
-            str | None,
+            Platform,
             Field(
                 description="Platform id such as `linux-alpine-musl-arm64`; "
                 "unknown to the Worker, which ignores it."
@@ -85,10 +146,10 @@ class RecipeResult(TypedDict):
 class BatchPayload(TypedDict):
     """One batch run and its per-recipe results; a count, rate or minutes left out or null is stored as 0."""
 
-    batch_id: RequiredText
-    ecosystem: RequiredText
-    started_at: Annotated[RequiredText, Field(description="RFC 3339 timestamp, e.g. 2026-02-19T14:31:25Z.")]
-    completed_at: NotRequired[Annotated[str | None, Field(description="RFC 3339 timestamp.")]]
+    batch_id: BatchId
+    ecosystem: Ecosystem
+    started_at: Annotated[BatchTime, Field(description=_TIME_DESCRIPTION)]
+    completed_at: NotRequired[Annotated[BatchTime | None, Field(description=_TIME_DESCRIPTION)]]
     total_recipes: NotRequired[Count]
     passed: NotRequired[Count]
     failed: NotRequired[Count]
@@ -166,7 +227,12 @@ class StoredRun(BaseModel):
 
 
 class StoredRunWithResults(StoredRun):
+    """A stored run and one page of its results, in the order they were stored."""
+
     results: list[StoredResult]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page of results; null on the last page."
+    )
 
 
 class RunPage(BaseModel):
@@ -177,7 +243,18 @@ class RunPage(BaseModel):
 
 
 class Health(BaseModel):
+    """Whether the database can be read and written now, and how far the dashboard's roll-ups lag."""
+
     status: Literal["ok", "unavailable"]
+    reason: str | None = Field(default=None, description="Why the endpoint is unavailable.")
+    rollups_queued: int | None = Field(
+        default=None, description="Stored batches not yet in the dashboard's roll-ups (set aside included)."
+    )
+    rollups_set_aside: int | None = Field(
+        default=None,
+        description="Stored batches whose roll-up failed: kept, retried later, and left out of the dashboard "
+        "until then.",
+    )
 
 
 class ServerError(BaseModel):

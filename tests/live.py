@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,11 +198,15 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(database: str, token: str, log: Path, *options: str) -> Iterator[ServeProcess]:
-    """`serve` on a free port with `options` (`--max-inflated-mb`, ...) added to its command line."""
+def serve_process(
+    database: str, token: str, log: Path, *options: str, wrapper: Sequence[str] = ()
+) -> Iterator[ServeProcess]:
+    """`serve` on a free port with `options` (`--max-inflated-mb`, ...) added to its command line, run
+    by `wrapper` when given (a command that ends by running the rest of its arguments)."""
     env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)
-    argv = [sys.executable, "-m", "batch_metrics.cli", "serve", "--port", "0", "--db", database, *options]
+    argv = [*wrapper, sys.executable, "-m", "batch_metrics.cli", "serve", "--port", "0", "--db", database,
+            *options]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:

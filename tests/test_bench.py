@@ -130,8 +130,14 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     for name in hostile:
         _assert_measured(rows[name])
     _assert_measured(_row(rows, "ingest, SQLite (", ": server peak memory per MiB of body"))
+    run_read = "run read, SQLite (2,000 results, 2 pages of 1,000)"
+    _assert_measured(_row(rows, run_read, ": seconds for every page"))
+    memory = _row(rows, run_read, ": server peak memory growth")
+    _assert_measured(memory)
+    assert memory[3] == "< 100 MiB", memory
+    fixed = 8 + 6 + 2 + 5 + 2 + 2  # the last 2: run read
     dashboard, auth = 2 * len(bench_dashboard.QUERY_NAMES), 1
-    assert len(rows) == 8 + 6 + 2 + 5 + 2 + dashboard + len(hostile) + auth, list(rows)
+    assert len(rows) == fixed + dashboard + len(hostile) + auth, list(rows)
 
 
 def test_json_report_holds_the_raw_numbers_of_every_row(

@@ -202,8 +202,9 @@ def test_hostile_result_text_cannot_inject_workflow_commands_or_markup(github: P
     run = run_entrypoint(github, {"results": "results/*", "dry-run": "true", "ecosystem": hostile})
     assert run.code == 0
     commands = [line for line in run.stdout.splitlines() if line.startswith("::")]
-    assert [parse_command(line)[0] for line in commands] == ["warning"]
-    _, properties, _ = parse_command(commands[0])
+    assert [parse_command(line)[0] for line in commands] == ["warning", "warning"]
+    assert "input ecosystem is longer than the endpoint takes" in parse_command(commands[0])[2]
+    _, properties, _ = parse_command(commands[1])
     assert properties["file"] == f"results/bad{hostile[:12]}.json"
     for raw in ("<script>", "](javascript:", "`t`", "|c|", "\r"):
         assert raw not in run.summary

@@ -225,7 +225,7 @@ def deployment(postgres_admin_url: str, tmp_path: Path) -> Iterator[Deployment]:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    assert deployed.get("/health") == {"status": "ok"}
+                    assert deployed.get("/health")["status"] == "ok"
                     break
                 except (OSError, ssl.SSLError):
                     assert caddy.poll() is None and time.monotonic() < deadline, logs[1].read_text()[-3000:]

@@ -44,12 +44,13 @@ def test_the_clients_validators_refuse_what_the_endpoint_refuses() -> None:
     good: dict[str, object] = {
         "batch_id": "b",
         "ecosystem": "npm",
-        "started_at": "t",
+        "started_at": "2026-02-19T14:31:25Z",
         "passed": None,
         "results": [],
     }
     assert PAYLOAD_VALIDATOR.validate_python(good)["passed"] == 0
-    for bad in ({"passed": True}, {"passed": "5"}, {"passed": -1}, {"success_rate": float("nan")}):
+    for bad in ({"passed": True}, {"passed": "5"}, {"passed": -1}, {"success_rate": float("nan")},
+                {"started_at": "t"}, {"batch_id": "b" * 257}, {"macos_minutes": 1e13}):  # fmt: skip
         with pytest.raises(ValidationError):
             PAYLOAD_VALIDATOR.validate_python({**good, **bad})
     row = {"recipe_name": "x", "ecosystem": "npm", "result": "passed"}

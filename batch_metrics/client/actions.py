@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TextIO
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.client.collect import FORMATS, CollectWarning
+from batch_metrics.client.collect import FORMATS, CollectWarning, bound_name
 from batch_metrics.client.redact import Redactor
-from batch_metrics.models import parse_rfc3339
+from batch_metrics.models import MAX_BATCH_ID, MAX_ECOSYSTEM, parse_rfc3339, time_window_problem
 
 # How the upload authenticates (client/oidc.py): a token if given, else GitHub's OIDC ID token, which
 # the runner offers through these two variables when the job has `permissions: id-token: write`.
@@ -122,7 +122,7 @@ def read_inputs(
             return float(INPUT_DEFAULTS[name])
         return value
 
-    def text(name: str, instead: str) -> str | None:
+    def text(name: str, instead: str, limit: int = 0) -> str | None:
         # Arguments that are not valid UTF-8 reach Python as lone surrogates, which no JSON can carry.
         value = given[name].strip()
         try:
@@ -130,6 +130,12 @@ def read_inputs(
         except UnicodeEncodeError:
             problems.append(f"input {name}: {value[:40]!a} is not valid UTF-8 text; {instead}")
             return None
+        if limit and len(value) > limit:
+            value = bound_name(value, limit)
+            problems.append(
+                f"input {name} is longer than the endpoint takes ({limit} characters); "
+                f"cut to {value[:40]!r}..."
+            )
         return value or None
 
     def moment(name: str) -> str | None:
@@ -137,9 +143,11 @@ def read_inputs(
         if value is None:
             return None
         try:
-            parse_rfc3339(value)
+            problem = time_window_problem(parse_rfc3339(value))
         except ValueError as error:
-            problems.append(f"input {name}: {error}; using the earliest timestamp in the results")
+            problem = str(error)
+        if problem:
+            problems.append(f"input {name}: {problem}; using the earliest timestamp in the results")
             return None
         return value
 
@@ -164,8 +172,8 @@ def read_inputs(
             audience=text("audience", "using the endpoint's URL") or "",
             results=given["results"],
             format=fmt,
-            ecosystem=text("ecosystem", "using the ecosystem the rows name"),
-            batch_id=text("batch-id", "using the default batch id"),
+            ecosystem=text("ecosystem", "using the ecosystem the rows name", MAX_ECOSYSTEM),
+            batch_id=text("batch-id", "using the default batch id", MAX_BATCH_ID),
             started_at=moment("started-at"),
             fail_on_error=flag("fail-on-error"),
             dry_run=flag("dry-run"),

@@ -16,6 +16,8 @@ from pathlib import Path
 
 # Payloads that could not be sent wait here, beside the payload file, until `upload` sends them.
 PENDING_DIR = "batch-metrics-pending"
+# How every payload file batch-metrics writes begins (compact JSON, `batch_id` first).
+_PAYLOAD_START = b'{"batch_id":'
 
 
 class NotARegularFileError(OSError):
@@ -61,6 +63,28 @@ def read_regular_file(path: Path) -> bytes:
         if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
             raise NotARegularFileError("not a regular file")
         return stream.read()
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file `path` leads to (through links), None when there is none."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def payload_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of `path` when it is a regular file that begins as batch-metrics' payloads do;
+    else None (no file, another kind of file, or a file of someone else's). FIFO-safe, like reads."""
+    try:
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as stream:
+            found = os.fstat(stream.fileno())
+            if not stat.S_ISREG(found.st_mode) or stream.read(len(_PAYLOAD_START)) != _PAYLOAD_START:
+                return None
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def pending_path(workspace: Path, batch_id: str) -> Path:

@@ -4,6 +4,11 @@
 problems under `fail-on-error`. The payload is written before any network and kept in
 `batch-metrics-pending/` when its upload fails; a run that collected nothing (`no-results`)
 writes its payload, sends no empty batch, and counts as a problem.
+
+The run never reads its own payloads back, however the result globs reach them (a linked folder,
+another spelling of the path): they are told by file identity, not by name. And it never writes
+its payload over a result file it read: when `payload-path` is one, the payload goes beside it,
+to `<name>.batch-metrics-payload.json`, and a warning says so.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from batch_metrics.client.disk import (
     PENDING_DIR,
     as_given,
     give_to_workspace_owner,
+    identity,
     missing_directories,
+    payload_identity,
     pending_path,
     reason,
     write_bytes,
@@ -56,6 +63,7 @@ class Job:
         self.env = env
         self.reporter = reporter
         self.payload_path = workspace / inputs.payload_path  # an absolute payload-path replaces the workspace
+        self.read: set[tuple[int, int]] = set()  # the result files read, by (device, inode): never written
 
     def run(self) -> int:
         workspace_missing = not self.workspace.is_dir()
@@ -67,7 +75,10 @@ class Job:
         for problem in self.problems:
             self.reporter.warning(problem)
         collection = Collection() if workspace_missing else self.collect()
+        for note in collection.skipped:
+            self.reporter.info(note)
         self.reporter.file_warnings(collection.warnings)
+        self.keep_results(collection)
         payload = self.build(collection)
         body = payload_bytes(payload)
         written = self.save(body, self.payload_path)
@@ -86,12 +97,34 @@ class Job:
         self.reporter.warning(problem)
 
     def collect(self) -> Collection:
-        """The result files, never our own payload file nor a kept payload."""
+        """The result files, never a payload of ours: the payload file (or its stand-in) nor a kept one."""
+        pending = (self.workspace / PENDING_DIR).resolve()
+        own = {
+            found: f"this run's payload file ({as_given(path, self.workspace)})"
+            for path in (_beside(self.payload_path), self.payload_path)
+            if (found := payload_identity(path))
+        }
+
+        def skip(path: Path) -> str | None:
+            if path.resolve().is_relative_to(pending):
+                return f"a payload kept for sending ({PENDING_DIR}/)"
+            return own.get(identity(path) or (-1, -1))
+
         return collect(
-            _results_without_payload(self.inputs.results, self.payload_path, self.workspace),
-            self.workspace,
-            fmt=self.inputs.format,
-            ecosystem=self.inputs.ecosystem,
+            self.inputs.results, self.workspace, fmt=self.inputs.format, ecosystem=self.inputs.ecosystem,
+            skip=skip,
+        )  # fmt: skip
+
+    def keep_results(self, collection: Collection) -> None:
+        """A result file read is never overwritten: when payload-path is one, the payload goes beside it."""
+        self.read = collection.identities
+        given = self.payload_path
+        if identity(given) not in self.read:
+            return
+        self.payload_path = _beside(given)
+        self.warn(
+            f"payload-path {as_given(given, self.workspace)} is one of the result files read, so it is left "
+            f"as it is: the payload is written to {as_given(self.payload_path, self.workspace)} instead"
         )
 
     def build(self, collection: Collection) -> BatchPayload:
@@ -210,6 +243,9 @@ class Job:
         workspace = self.workspace
         if path.is_relative_to(workspace) and not workspace.is_dir():
             return False
+        if identity(path) in self.read:
+            self.warn(f"the payload was not written to {as_given(path, workspace)}: it is a result file read")
+            return False
         made = [path, *missing_directories(path.parent, workspace)] if path.is_relative_to(workspace) else []
         try:
             write_bytes(body, path)
@@ -223,13 +259,6 @@ class Job:
         return True
 
 
-def _results_without_payload(results: str, payload_path: Path, workspace: Path) -> str:
-    """The result globs plus exclusions of our own payload file and kept payloads, never to be read back."""
-    from wcmatch import glob as wcglob
-
-    results = f"{results}\n!{PENDING_DIR}/**"
-    try:
-        inside = payload_path.resolve().relative_to(workspace.resolve())
-    except ValueError:
-        return results
-    return f"{results}\n!{wcglob.escape(inside.as_posix())}"
+def _beside(path: Path) -> Path:
+    """Where the payload goes when `path` is a result file: `<name>.batch-metrics-payload.json` beside it."""
+    return path.with_name(f"{path.stem}.batch-metrics-payload.json")

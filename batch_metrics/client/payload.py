@@ -36,8 +36,11 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from batch_metrics.client.collect import Collection
+from batch_metrics.client.collect import Collection, bound_message
+from batch_metrics.client.collect.bounds import HEADER_TEXTS, bound_texts
 from batch_metrics.models import (
+    MAX_ERROR_MESSAGE,
+    MAX_MINUTES,
     PAYLOAD_SERIALIZER,
     PAYLOAD_VALIDATOR,
     parse_rfc3339,
@@ -110,8 +113,8 @@ def batch_totals(results: list[RecipeResult]) -> dict[str, Any]:
         "failed": failed,
         "skipped": counts["skipped"],
         "success_rate": success_rate(passed, failed),
-        "macos_minutes": round(macos / 60, 4),
-        "linux_minutes": round(linux / 60, 4),
+        "macos_minutes": min(round(macos / 60, 4), MAX_MINUTES),
+        "linux_minutes": min(round(linux / 60, 4), MAX_MINUTES),
     }
 
 
@@ -169,11 +172,12 @@ def _complete(
 
 
 def _with_rows(header: dict[str, Any], results: list[RecipeResult]) -> BatchPayload:
-    """The header, validated, with the rows attached.
+    """The header, fitted to the limits and validated, with the rows attached.
 
     The rows were validated as they were collected: validating them again would double the
     cost of a large batch.
     """
+    bound_texts(header, HEADER_TEXTS)
     payload: BatchPayload = PAYLOAD_VALIDATOR.validate_python({**header, "results": []})
     payload["results"] = results
     return payload
@@ -189,8 +193,9 @@ def payload_bytes(payload: BatchPayload) -> bytes:
 
 
 def redact_messages(results: list[RecipeResult], redact: Callable[[str], str]) -> None:
-    """Secrets out of the rows' error messages, in place, before the payload is written or sent."""
+    """Secrets out of the rows' error messages, in place, before the payload is written or sent
+    (bounded again: a mask may be longer than a short secret it replaces)."""
     for row in results:
         message = row.get("error_message")
         if message:
-            row["error_message"] = redact(message)
+            row["error_message"] = bound_message(redact(message), MAX_ERROR_MESSAGE)

@@ -17,6 +17,7 @@ from batch_metrics.endpoint.answers.shapes import (
     RecipeHistory,
     RunFailures,
 )
+from batch_metrics.endpoint.storage import RESULTS_PAGE
 from batch_metrics.models import (
     BatchCreated,
     BatchPayload,
@@ -112,7 +113,11 @@ def _paths() -> dict[str, Any]:
                     "200": _json(
                         BatchCreated, "Already stored under this Idempotency-Key (`duplicate: true`)."
                     ),
-                    "400": _text("`Bad request: <field> is required`, `Bad request: invalid JSON`, ..."),
+                    "400": _text(
+                        "`Bad request: <field> is required`, `Bad request: invalid JSON`, a text over its "
+                        "length, a number out of its range or a time outside its window "
+                        "(`Bad request: results[3].platform: String should have at most 96 characters`)."
+                    ),
                     "401": _UNAUTHORIZED,
                     "403": _text(
                         "`Forbidden: ...`: a valid credential that may not do this: a read-only token, an "
@@ -128,7 +133,12 @@ def _paths() -> dict[str, Any]:
                     "500": _SERVER_ERROR,
                     "503": _text(
                         "Too many uploads in progress (their bodies would exceed the server's memory "
-                        "budget): retry after `Retry-After` seconds."
+                        "budget), or the database cannot store anything now (deleted, read-only, not "
+                        "answering): retry after `Retry-After` seconds."
+                    ),
+                    "507": _text(
+                        "The disk holding the database is full: nothing was stored; retry after "
+                        "`Retry-After` seconds."
                     ),
                 },
             }
@@ -151,7 +161,9 @@ def _paths() -> dict[str, Any]:
         "/batch-runs/{id}": {
             "get": {
                 "operationId": "getRun",
-                "summary": "One run with all its results.",
+                "summary": "One run with a page of its results, in the order they were stored.",
+                "description": f"At most {RESULTS_PAGE} results per answer, whatever the run's size: "
+                "follow `next_cursor` for the rest.",
                 "security": [{"bearer": []}],
                 "parameters": [
                     {
@@ -159,11 +171,28 @@ def _paths() -> dict[str, Any]:
                         "in": "path",
                         "required": True,
                         "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999},
-                    }
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": RESULTS_PAGE,
+                            "default": RESULTS_PAGE,
+                        },
+                        "description": "Results per page.",
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        "description": "`next_cursor` of the previous page.",
+                    },
                 ],
                 "responses": {
-                    "200": _json(StoredRunWithResults, "The run and its results."),
-                    "400": _text("A query parameter (this route takes none)."),
+                    "200": _json(StoredRunWithResults, "The run and a page of its results."),
+                    "400": _text("A bad `limit` or `cursor`, or an unknown query parameter."),
                     "401": _UNAUTHORIZED,
                     "403": _READ_FORBIDDEN,
                     "404": _text("No such run."),
@@ -174,11 +203,13 @@ def _paths() -> dict[str, Any]:
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "Whether the database answers (no token needed).",
+                "summary": "Whether the database can be read and written now (no token needed).",
+                "description": "A write probe, at most once a second and within 2 seconds; also the "
+                "dashboard's roll-up backlog.",
                 "security": [],
                 "responses": {
-                    "200": _json(Health, "The database answers."),
-                    "503": _json(Health, "The database does not answer."),
+                    "200": _json(Health, "The database answers and a write is committed."),
+                    "503": _json(Health, "The database cannot be written or does not answer: see `reason`."),
                 },
             }
         },
@@ -270,7 +301,7 @@ def _dashboard_paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Gauges per ecosystem: last batch timestamp, success rate, results, "
-                        "runs since green, stale.",
+                        "runs since green, stale; and the roll-up backlog: batches queued, set aside.",
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
                             "application/openmetrics-text": {"schema": {"type": "string"}},

@@ -27,7 +27,7 @@ def test_migrate_creates_the_d1_schema_then_has_nothing_left_to_do(database: str
     assert migrate(database) == []
     opened = open_storage(database)
     try:
-        assert opened.healthy()
+        assert opened.health().ok
         run_id, _ = opened.insert_batch(payload(1), None)
         stored = opened.get_run(run_id)
     finally:
@@ -36,7 +36,7 @@ def test_migrate_creates_the_d1_schema_then_has_nothing_left_to_do(database: str
     assert set(stored) == {
         "id", "batch_id", "ecosystem", "started_at", "completed_at", "total_recipes", "passed", "failed",
         "skipped", "success_rate", "macos_minutes", "linux_minutes", "received_at", "uploader", "run_url",
-        "results",
+        "results", "next_cursor",
     }  # fmt: skip
 
 
@@ -157,7 +157,7 @@ def test_a_failing_result_row_leaves_no_run_behind(storage: Storage, database: s
 def test_list_runs_filters_and_pages_newest_first(storage: Storage) -> None:
     made = [
         storage.insert_batch(
-            payload(0, batch_id=f"b{n % 2}", ecosystem=eco, started_at=f"2026-03-0{n + 1}T00"), None
+            payload(0, batch_id=f"b{n % 2}", ecosystem=eco, started_at=f"2026-03-0{n + 1}T00:00:00Z"), None
         )[0]
         for n, eco in enumerate(["npm", "npm", "cargo", "npm", "cargo"])
     ]
@@ -186,6 +186,6 @@ def test_get_run_of_an_unknown_id_is_none(storage: Storage) -> None:
 
 def test_a_database_that_cannot_be_opened_is_not_healthy(tmp_path: Path) -> None:
     missing = SQLiteStorage(str(tmp_path / "no" / "such" / "dir.db"))
-    assert missing.healthy() is False
+    assert missing.health().ok is False
     migrated_elsewhere = SQLiteStorage(str(tmp_path / "never-migrated.db"))
-    assert migrated_elsewhere.healthy() is False
+    assert migrated_elsewhere.health().ok is False

@@ -10,10 +10,12 @@ maps to, and what a bad file costs, is written once, in docs/formats.md.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from batch_metrics.client.collect.bounds import bound_message, bound_name
 from batch_metrics.client.collect.failures import FailureRecordsCollector
 from batch_metrics.client.collect.files import find_files
 from batch_metrics.client.collect.junit import JunitCollector
@@ -24,13 +26,13 @@ from batch_metrics.client.collect.rows import (
     Collection,
     CollectWarning,
     FileRows,
-    bound_message,
     normalise_result,
     parse_timestamp,
     why,
 )
 from batch_metrics.client.collect.source import BLANK, Collector, Source, keys_of
 from batch_metrics.client.collect.validation import ValidationResultsCollector
+from batch_metrics.models import MAX_ERROR_MESSAGE
 
 __all__ = [  # the face of collecting, whichever module defines each name
     "COLLECTORS",
@@ -39,6 +41,7 @@ __all__ = [  # the face of collecting, whichever module defines each name
     "CollectWarning",
     "Collection",
     "bound_message",
+    "bound_name",
     "collect",
     "find_files",
     "normalise_result",
@@ -65,16 +68,18 @@ def collect(
     *,
     fmt: str = "auto",
     ecosystem: str | None = None,
-    max_message_chars: int = 4096,
+    max_message_chars: int = MAX_ERROR_MESSAGE,
+    skip: Callable[[Path], str | None] | None = None,
 ) -> Collection:
     """Read every file the patterns match into one collection of rows, warnings and timestamps.
 
-    Raises ValueError only for a `fmt` that is neither `auto` nor one of FORMATS.
+    `skip` names the matched files that are the run's own (find_files). Raises ValueError only for
+    a `fmt` that is neither `auto` nor one of FORMATS.
     """
     if fmt != "auto" and fmt not in COLLECTORS:
         raise ValueError(f"unknown format {fmt!r}: use auto or one of {', '.join(FORMATS)}")
     collection = Collection()
-    files, warnings = find_files(patterns, workspace)
+    files, warnings, collection.skipped = find_files(patterns, workspace, skip)
     collection.warnings.extend(warnings)
     root = workspace.resolve()
     with _cyclic_gc_paused():
@@ -109,6 +114,8 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
         return
     with stream:
         rows.collection.files.append(rows.display)
+        found = os.fstat(stream.fileno())
+        rows.collection.identities.add((found.st_dev, found.st_ino))
         head = stream.read(_HEAD_BYTES)
         stream.seek(0)
         if not head.strip(BLANK):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from batch_metrics.client.collect.rows import FileRows, bound_message, why
+from batch_metrics.client.collect.bounds import bound_message
+from batch_metrics.client.collect.rows import FileRows, why
 from batch_metrics.client.collect.source import Source, keys_of, line_values
 from batch_metrics.client.collect.validation import record_message
 

@@ -4,10 +4,15 @@ One glob per line, relative to the workspace: `**` crosses directories (not hidd
 symlinked ones), `{a,b}` expands, a leading `!` excludes, blank and `#` lines are ignored. An
 absolute pattern inside the workspace is made relative; one outside it, or holding `..`, is
 ignored with a warning, and so is a matched link that resolves outside. Files come sorted.
+
+A run's own files (its payload, kept payloads) are told by what they are, not by their names:
+`skip` sees each matched file, whatever path led to it (a linked folder, `./`, an absolute
+pattern), and a file it names is left out with a note saying why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path, PurePath, PurePosixPath
 
 from wcmatch import glob as wcglob
@@ -30,8 +35,11 @@ def _inside(pattern: str, workspace: Path, root: Path) -> str | None:
     return None if ".." in PurePosixPath(pattern).parts else pattern
 
 
-def find_files(patterns: str, workspace: Path) -> tuple[list[str], list[CollectWarning]]:
-    """Workspace-relative paths of the files the globs match (exclusions applied), sorted; and warnings."""
+def find_files(
+    patterns: str, workspace: Path, skip: Callable[[Path], str | None] | None = None
+) -> tuple[list[str], list[CollectWarning], list[str]]:
+    """Workspace-relative paths of the files the globs match (exclusions applied), sorted; warnings; and
+    a note for each match left out because `skip` says what it is."""
     root = workspace.resolve()
     warnings: list[CollectWarning] = []
     include: list[str] = []
@@ -50,19 +58,25 @@ def find_files(patterns: str, workspace: Path) -> tuple[list[str], list[CollectW
             (exclude if negated else include).append(relative)
     if not include:
         warnings.append(CollectWarning("", None, "no result patterns given; nothing to collect"))
-        return [], warnings
+        return [], warnings, []
     try:
         found = wcglob.glob(include, flags=_GLOB_FLAGS, root_dir=root, exclude=exclude)
     except Exception as error:  # wcmatch's PatternLimitException (braces expanding past 1000) is private
         warnings.append(CollectWarning("", None, f"patterns cannot be expanded: {error}; nothing collected"))
-        return [], warnings
+        return [], warnings, []
     files: list[str] = []
+    skipped: list[str] = []
     for match in sorted({PurePath(path).as_posix() for path in found}):
         path = root / match
         if not path.resolve().is_relative_to(root):
             warnings.append(CollectWarning(match, None, "a link to outside the workspace; skipped"))
         elif path.is_file():
-            files.append(match)
+            what = skip(path) if skip else None
+            if what:
+                skipped.append(f"{match}: not read, it is {what}")
+            else:
+                files.append(match)
     if not files:
-        warnings.append(CollectWarning("", None, f"no files match {', '.join(include)} in {workspace}"))
-    return files, warnings
+        only = f": the {len(skipped)} that match are batch-metrics' own payloads" if skipped else ""
+        warnings.append(CollectWarning("", None, f"no files match {', '.join(include)} in {workspace}{only}"))
+    return files, warnings, skipped

@@ -23,7 +23,8 @@ import math
 from typing import Any, BinaryIO
 from xml.parsers import expat
 
-from batch_metrics.client.collect.rows import FileRows, bound_message, brief, normalise_result
+from batch_metrics.client.collect.bounds import bound_message
+from batch_metrics.client.collect.rows import FileRows, brief, normalise_result
 from batch_metrics.client.collect.source import Source
 
 _XML_CHUNK = 1 << 16

@@ -4,19 +4,20 @@
 `MAX_WARNINGS_PER_FILE` times per file, then once saying how many more), and at the
 end validates them in one pass and adds them to the collection, or adds nothing: a
 whole document that does not read to its end is `reject`ed, and `fail` says what an
-unforeseen failure costs. Outcomes are normalised here, long messages bounded,
-timestamps read.
+unforeseen failure costs. Outcomes are normalised here, timestamps read, and every
+row made to fit the contract's limits (bounds.py) before it is validated.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ValidationError
 
-from batch_metrics.models import RESULTS_VALIDATOR, in_utc
+from batch_metrics.client.collect.bounds import fit
+from batch_metrics.models import MAX_ERROR_MESSAGE, RESULTS_VALIDATOR, in_utc, time_window_problem
 
 if TYPE_CHECKING:
     from batch_metrics.models import BatchPayload, RecipeResult
@@ -27,7 +28,6 @@ RESULT_SPELLINGS = {
     **dict.fromkeys(("fail", "failed", "failure", "error", "errored"), "failed"),
     **dict.fromkeys(("skip", "skipped", "disabled", "notrun"), "skipped"),
 }
-_CUT_MARK = "\n[... {} characters cut ...]\n"
 _ALL_OR_NOTHING = "a whole document counts all or nothing: nothing collected from this file"
 
 
@@ -49,6 +49,8 @@ class Collection:
     files: list[str] = field(default_factory=list)
     earliest: datetime | None = None
     payloads: list[BatchPayload] = field(default_factory=list)
+    identities: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of each file read
+    skipped: list[str] = field(default_factory=list)  # matched files left out as the run's own, and why
 
 
 def normalise_result(value: object) -> str | None:
@@ -92,19 +94,6 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
 
 
-def bound_message(message: str | None, limit: int, dropped: int = 0) -> str | None:
-    """At most `limit` characters: the start and the end of a long log, and how much was cut.
-
-    `dropped`: characters already cut from the middle of `message` (text streamed past).
-    """
-    if message is None or (len(message) <= limit and not dropped):
-        return message
-    mark = _CUT_MARK.format(max(len(message) - limit, 0) + dropped)
-    keep = max(limit - len(mark), 0)
-    head = keep - keep // 2
-    return (message[:head] + mark + message[len(message) - keep // 2 :])[:limit]
-
-
 def brief(value: object, limit: int = 80) -> str:
     """A value for a warning: the start of a string, else only its JSON type (never a huge repr)."""
     return repr(value[:limit]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
@@ -124,7 +113,7 @@ class FileRows:
         self.display = display
         self.collection = collection
         self.ecosystem = ecosystem
-        self.limit = limit
+        self.limit = min(limit, MAX_ERROR_MESSAGE)
         self.rows: list[dict[str, Any]] = []
         self.lines: list[int | None] = []
         self.stamps: dict[str, int | None] = {}  # each timestamp text and the first line it is on
@@ -162,14 +151,32 @@ class FileRows:
     def finish(self) -> None:
         """Validate every row at once and add the file's share to the collection, or add nothing.
 
-        A row that fails validation is dropped with a warning naming its line and its
+        A row past a limit is fitted to it (bounds.py), with a warning when something is left out;
+        a row that still fails validation is dropped with a warning naming its line and its
         position among the file's rows.
         """
         rows = self.rows
         try:
             results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
-            bad: dict[int, str] = {}
+            for (place, *_), left_out in fit(rows, error.errors(include_url=False)).items():
+                index = int(place)
+                name = brief(rows[index].get("recipe_name"))
+                self.warn(self.lines[index], f"row {index + 1} ({name}): {left_out}; the row is kept")
+            results = self._valid_rows()
+        earliest = self._earliest()
+        self.collection.results.extend(results)
+        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
+            self.collection.earliest = earliest
+        self.note_hidden_warnings()
+
+    def _valid_rows(self) -> list[RecipeResult]:
+        """The rows that validate, each one that does not dropped with a warning saying why."""
+        rows = self.rows
+        bad: dict[int, str] = {}
+        try:
+            results: list[RecipeResult] = RESULTS_VALIDATOR.validate_python(rows)
+        except ValidationError as error:
             for problem in error.errors(include_url=False):
                 index = int(problem["loc"][0])
                 where = ".".join(map(str, problem["loc"][1:]))
@@ -180,11 +187,7 @@ class FileRows:
             results = RESULTS_VALIDATOR.validate_python(
                 [row for index, row in enumerate(rows) if index not in bad]
             )
-        earliest = self._earliest()
-        self.collection.results.extend(results)
-        if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
-            self.collection.earliest = earliest
-        self.note_hidden_warnings()
+        return results
 
     def note_hidden_warnings(self) -> None:
         if self.warned > MAX_WARNINGS_PER_FILE:
@@ -196,12 +199,19 @@ class FileRows:
 
     def _earliest(self) -> datetime | None:
         moments = []
+        now = datetime.now(UTC)
         for text, line in self.stamps.items():
             local = _local_time(text)
             if local is None:
                 continue  # not a timestamp: read leniently, as before
             try:
-                moments.append(in_utc(local))
+                moment = in_utc(local)
             except OverflowError:
                 self.warn(line, f"timestamp {brief(text)} is out of range in UTC; ignored, the row is kept")
+                continue
+            problem = time_window_problem(moment, now)
+            if problem:  # the endpoint would refuse it as the batch's start
+                self.warn(line, f"timestamp {brief(text)}: {problem}; ignored, the row is kept")
+            else:
+                moments.append(moment)
         return min(moments, default=None)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from batch_metrics.client.collect.bounds import bound_message
 from batch_metrics.client.collect.jsonstream import Problem
-from batch_metrics.client.collect.rows import FileRows, bound_message, brief, normalise_result
+from batch_metrics.client.collect.rows import FileRows, brief, normalise_result
 from batch_metrics.client.collect.source import Source, keys_of
 
 

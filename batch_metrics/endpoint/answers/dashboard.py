@@ -4,6 +4,11 @@ Every function takes the storage and a `Window` (the last N days before `now`, c
 `started_at` as RFC 3339 text, like `GET /batch-runs`) and reads the roll-up tables
 (storage/rollups.py), never a scan of `recipe_results`. `views/dashboard.py` serves them as JSON,
 `answers/metrics.py` as Prometheus metrics.
+
+The endpoint refuses times and numbers outside the contract (models.py), but a database may hold
+older batches stored before it did: a `started_at` more than a day ahead (or text that sorts after
+any time) is in no window and never an ecosystem's latest run, and a figure beyond what a batch can
+hold adds nothing to a sum, so every answer stays finite.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from batch_metrics.endpoint.storage import SQLStorage
 from batch_metrics.endpoint.storage.uploaders import UPLOADER_COLUMNS, UPLOADER_JOIN, nest_uploader
-from batch_metrics.models import rfc3339, success_rate
+from batch_metrics.models import CLOCK_SKEW, MAX_MINUTES, rfc3339, success_rate
 
 WINDOWS = (7, 30, 90)
 MAX_DAYS = 366
@@ -27,6 +32,14 @@ MIN_GAP_SECONDS = 3600  # runs minutes apart (several uploads of one nightly) wo
 MAX_HISTORY = 2000
 MAX_FAILURES = 500
 _LATEST_COLUMNS = ("id", "started_at", "success_rate", "passed", "failed", "skipped", "total_recipes")
+# The most runner time one batch can report (models.MAX_MINUTES), in seconds: no stored figure beyond it is
+# a batch's, so sums leave it out (it could only come from a database filled before the limits).
+_MAX_SECONDS = MAX_MINUTES * 60
+
+
+def _within(column: str, limit: float) -> str:
+    """`column` where it is at most `limit`, else 0 (NaN and infinities too): a term every sum can take."""
+    return f"CASE WHEN {column} <= {limit!r} THEN {column} ELSE 0 END"
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -57,6 +70,11 @@ class Window:
         """Where the window's earlier half ends: a trend compares the two halves."""
         return rfc3339(self.now - timedelta(days=self.days / 2))
 
+    @property
+    def latest(self) -> str:
+        """What every `started_at` must sort below: a clock a little ahead counts, text after any time not."""
+        return rfc3339(self.now + CLOCK_SKEW)
+
     def runs(self, alias: str = "r") -> tuple[str, list[Any]]:
         """The WHERE clause selecting the window's runs, and its parameters.
 
@@ -64,7 +82,7 @@ class Window:
         whatever the client sent), while a clock a little ahead still counts.
         """
         where = f"{alias}.started_at >= {{mark}} AND {alias}.started_at < {{mark}}"
-        params: list[Any] = [self.since, rfc3339(self.now + timedelta(days=1))]
+        params: list[Any] = [self.since, self.latest]
         if self.ecosystem is not None:
             where += f" AND {alias}.ecosystem = {{mark}}"
             params.append(self.ecosystem)
@@ -93,8 +111,10 @@ def ecosystems(
     """Per ecosystem (all time, not just the window): the latest run, runs since a green run, staleness.
 
     A green run is one with nothing failed. An ecosystem that stopped sending stays listed, flagged stale.
+    Runs whose `started_at` lies beyond `window.latest` are left out (see the module docstring).
     """
-    only, params = ("WHERE ecosystem = {mark}", [window.ecosystem]) if window.ecosystem else ("", [])
+    only = "WHERE started_at < {mark}" + (" AND ecosystem = {mark}" if window.ecosystem else "")
+    params = [window.latest, *([window.ecosystem] if window.ecosystem else [])]
     recent = storage.query(
         "SELECT id, ecosystem, started_at, success_rate, passed, failed, skipped, total_recipes FROM ("
         " SELECT *, row_number() OVER (PARTITION BY ecosystem ORDER BY started_at DESC, id DESC) AS n"
@@ -106,8 +126,8 @@ def ecosystems(
         " SELECT ecosystem, max(CASE WHEN failed = 0 THEN started_at END) AS last_green"
         f" FROM batch_runs {only} GROUP BY ecosystem) e"
         " LEFT JOIN batch_runs r ON r.ecosystem = e.ecosystem AND r.started_at > coalesce(e.last_green, '')"
-        " GROUP BY e.ecosystem",
-        params,
+        " AND r.started_at < {mark} GROUP BY e.ecosystem",
+        [*params, window.latest],
     )
     since_green = {row["ecosystem"]: row for row in red}
     by_ecosystem: dict[str, list[dict[str, Any]]] = {}
@@ -134,8 +154,8 @@ def daily(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     where, params = window.runs()
     rows = storage.query(
         "SELECT r.ecosystem, substr(r.started_at, 1, 10) AS day, count(*) AS runs, sum(r.passed) AS passed,"
-        " sum(r.failed) AS failed, sum(r.macos_minutes) AS macos_minutes,"
-        " sum(r.linux_minutes) AS linux_minutes"
+        f" sum(r.failed) AS failed, sum({_within('r.macos_minutes', MAX_MINUTES)}) AS macos_minutes,"
+        f" sum({_within('r.linux_minutes', MAX_MINUTES)}) AS linux_minutes"
         f" FROM batch_runs r WHERE {where} GROUP BY r.ecosystem, substr(r.started_at, 1, 10)"
         " ORDER BY r.ecosystem, day",
         params,
@@ -152,7 +172,7 @@ def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     where, params = window.runs()
     rows = storage.query(
         "SELECT r.ecosystem, p.platform, count(*) AS runs, sum(p.passed) AS passed, sum(p.failed) AS failed,"
-        " sum(p.skipped) AS skipped, sum(p.seconds) AS seconds"
+        f" sum(p.skipped) AS skipped, sum({_within('p.seconds', _MAX_SECONDS)}) AS seconds"
         f" FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id WHERE {where}"
         " GROUP BY r.ecosystem, p.platform ORDER BY r.ecosystem, p.platform",
         params,

@@ -6,6 +6,10 @@ server processes answer alike and nothing is kept in memory between scrapes. Ale
     time() - batch_metrics_last_batch_timestamp_seconds > 36 * 3600   # no batch for 36 hours
     batch_metrics_last_batch_success_rate < 0.9                        # success rate dropped
     batch_metrics_ecosystem_stale == 1                                 # quieter than usual
+    batch_metrics_rollups_set_aside > 0                                # a batch's roll-up failed
+
+The roll-up backlog comes from the same scrape: batches stored but not yet on the dashboard, and
+those among them whose roll-up failed (set aside, retried later).
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ _RESULTS = ("passed", "failed", "skipped")
 
 
 class _LatestBatches:
-    """A collector over rows of `dashboard.ecosystems` (fetched once per scrape)."""
+    """A collector over rows of `dashboard.ecosystems` and the roll-up backlog (fetched once per scrape)."""
 
-    def __init__(self, statuses: list[dict[str, Any]]) -> None:
+    def __init__(self, statuses: list[dict[str, Any]], backlog: tuple[int, int]) -> None:
         self.statuses = statuses
+        self.backlog = backlog
 
     def collect(self) -> Iterator[Metric]:
         started = GaugeMetricFamily(
@@ -67,11 +72,23 @@ class _LatestBatches:
             red.add_metric([name], status["runs_since_green"])
             stale.add_metric([name], 1 if status["stale"] else 0)
         yield from (started, rate, results, red, stale)
+        queued, set_aside = self.backlog
+        yield GaugeMetricFamily(
+            "batch_metrics_rollups_queued",
+            "Stored batches not yet added to the dashboard's roll-ups (set aside ones included).",
+            value=queued,
+        )
+        yield GaugeMetricFamily(
+            "batch_metrics_rollups_set_aside",
+            "Stored batches whose roll-up failed: kept, retried later, not on the dashboard until then.",
+            value=set_aside,
+        )
 
 
 def exposition(storage: SQLStorage, accept: str | None, stale_after: timedelta | None) -> tuple[bytes, str]:
     """The scrape's body and content type (text format, or OpenMetrics when the scraper asks for it)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_LatestBatches(dashboard.ecosystems(storage, dashboard.Window(), stale_after)))
+    statuses = dashboard.ecosystems(storage, dashboard.Window(), stale_after)
+    registry.register(_LatestBatches(statuses, storage.backlog()))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type

@@ -7,19 +7,29 @@ when a `postgresql://` URL is opened.
 
 from __future__ import annotations
 
-from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, RUN_COLUMNS, RunFilter, SQLStorage
+from batch_metrics.endpoint.storage.base import (
+    RESULT_COLUMNS,
+    RESULTS_PAGE,
+    RUN_COLUMNS,
+    RunFilter,
+    SQLStorage,
+)
+from batch_metrics.endpoint.storage.health import HealthReport, Unavailable
 from batch_metrics.endpoint.storage.migrations import MIGRATIONS
 from batch_metrics.endpoint.storage.postgres import PostgresStorage
 from batch_metrics.endpoint.storage.sqlite import SQLiteStorage
 
 __all__ = [
     "MIGRATIONS",
+    "RESULTS_PAGE",
     "RESULT_COLUMNS",
     "RUN_COLUMNS",
+    "HealthReport",
     "PostgresStorage",
     "RunFilter",
     "SQLStorage",
     "SQLiteStorage",
+    "Unavailable",
     "is_postgres_url",
     "open_storage",
 ]

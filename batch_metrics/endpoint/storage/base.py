@@ -8,22 +8,39 @@ differ only in how a transaction is opened and how result rows are bulk-loaded.
 The dashboard's roll-ups are not made in the upload's transaction, which only queues the
 batch: a background thread adds queued batches to them soon after the commit, and any read of
 them (`query`) first adds whatever is still queued, so the dashboard never shows less than
-what is stored. On SQLite that thread also checkpoints the WAL, which would otherwise be
-copied back into the database file by whichever commit crossed the threshold.
+what is stored. A batch whose roll-up fails is set aside and the queue goes on (queue.py); a
+read whose catch-up cannot write answers from what is rolled up. On SQLite that thread also
+checkpoints the WAL, which would otherwise be copied back into the database file by whichever
+commit crossed the threshold.
+
+When the database cannot be written (a full disk, a deleted file, no answer: health.py), an
+upload raises `Unavailable`, which the route answers with 503 or 507 for the client to retry.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from batch_metrics.endpoint.storage import queue
+from batch_metrics.endpoint.storage.health import (
+    CANNOT_WRITE,
+    PROBE_SECONDS,
+    PROBE_WRITE,
+    UNREACHABLE,
+    Checkup,
+    HealthReport,
+    ProbeBusy,
+    Unavailable,
+)
 from batch_metrics.endpoint.storage.migrations import DIALECT_TYPES, MIGRATIONS
+from batch_metrics.endpoint.storage.queue import Background as _Background
 from batch_metrics.endpoint.storage.rollups import roll_up_run
 from batch_metrics.endpoint.storage.uploaders import (
     UPLOADER_COLUMNS,
@@ -56,14 +73,14 @@ _RUN_INSERT = (
 _RUN_SELECT = (
     f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at, {UPLOADER_COLUMNS} FROM batch_runs {UPLOADER_JOIN}"
 )
-_NEXT_QUEUED = (
-    "SELECT q.batch_run_id, r.ecosystem FROM rollup_queue q JOIN batch_runs r ON r.id = q.batch_run_id"
-    " ORDER BY q.batch_run_id LIMIT 1"
-)
-_RESULT_SELECT = (
+# One page of a run's results (index (batch_run_id, id), migration 6): memory bounded by the page.
+_RESULT_PAGE = (
     f"SELECT id, {', '.join(RESULT_COLUMNS[1:])} FROM recipe_results "
-    "WHERE batch_run_id = {mark} ORDER BY id"
+    "WHERE batch_run_id = {mark} AND id > {mark} ORDER BY id LIMIT {mark}"
 )
+RESULTS_PAGE = 1000  # the default and the largest page of `GET /batch-runs/{id}`
+# After a read's catch-up could not write, reads answer from the roll-ups without trying for this long.
+_CATCH_UP_PAUSE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -79,50 +96,6 @@ class RunFilter:
 
 
 log = logging.getLogger("batch_metrics.storage")
-
-
-class _Background:
-    """A daemon thread that runs `work` soon after any `wake()`; wakes while it works run it once more."""
-
-    def __init__(self, work: Callable[[], object]) -> None:
-        self._work = work
-        self._wanted = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
-
-    def wake(self) -> None:
-        with self._starting:
-            if self._stopping:
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="batch-metrics-rollups", daemon=True)
-                self._thread.start()
-        self._wanted.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    def stop(self) -> None:
-        """Wait for the work in progress, which checks `stopping` between its transactions."""
-        with self._starting:
-            self._stopping = True
-            thread = self._thread
-        self._wanted.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            if self._stopping:
-                return
-            try:
-                self._work()
-            except Exception:  # the work is retried on the next wake; reads catch up meanwhile
-                log.exception("bringing the dashboard's roll-ups up to date failed")
 
 
 def _statements(script: str) -> list[str]:
@@ -187,8 +160,8 @@ class SQLStorage(ABC):
         """A connection inside a write transaction: committed on exit, rolled back on an exception."""
 
     @abstractmethod
-    def _reader(self) -> AbstractContextManager[Any]:
-        """A connection for reading."""
+    def _reader(self, wait: float | None = None) -> AbstractContextManager[Any]:
+        """A connection for reading; `wait`: how long to wait for one, where the dialect waits at all."""
 
     @abstractmethod
     def _insert_results(self, db: Any, rows: Iterator[tuple[Any, ...]]) -> None:
@@ -209,8 +182,23 @@ class SQLStorage(ABC):
     def _checkpoint(self) -> None:
         """Whatever the database does after writes that an upload should not wait for."""
 
+    @abstractmethod
+    def _unavailable(self, error: Exception) -> str | None:
+        """Why the database cannot store anything now, if `error` says so (health.py's reasons); else None."""
+
+    @abstractmethod
+    def _file_problem(self) -> str | None:
+        """What is wrong with the database's files (deleted, disk full) if the dialect can tell."""
+
+    @abstractmethod
+    def _probing(self) -> AbstractContextManager[Any]:
+        """A write transaction whose waits last health.PROBE_SECONDS at most (then ProbeBusy)."""
+
     def _start_background(self) -> None:
+        """The roll-up thread (started on the first wake), the health probe and the reads' catch-up state."""
         self._background = _Background(self._catch_up)
+        self._checkup = Checkup(self._probe)
+        self._reads_catch_up_after = 0.0
 
     def _catch_up(self) -> None:
         self.roll_up()
@@ -240,12 +228,26 @@ class SQLStorage(ABC):
                 )
         return applied
 
+    @contextmanager
+    def _storing(self) -> Iterator[None]:
+        """Driver errors that say the database cannot store anything now, as `Unavailable`."""
+        try:
+            yield
+        except self.errors as error:
+            reason = self._unavailable(error)
+            if reason is None:
+                raise
+            raise Unavailable(reason) from error
+
     def insert_batch(
         self, payload: BatchPayload, idempotency_key: str | None, uploader: Uploader | None = None
     ) -> tuple[int, bool]:
         """Store the run, who sent it and its results together; (run id, True) when the key was already
-        stored."""
-        with self._transaction() as db:
+        stored.
+
+        Raises `Unavailable` when the database cannot store anything now.
+        """
+        with self._storing(), self._transaction() as db:
             row = db.execute(self._sql(_RUN_INSERT), _run_values(payload, idempotency_key)).fetchone()
             if row is None:
                 existing = db.execute(
@@ -262,31 +264,65 @@ class SQLStorage(ABC):
         return run_id, False
 
     def roll_up(self) -> int:
-        """Add every queued batch to the dashboard's roll-ups, oldest first, each in its own transaction.
+        """Add every queued batch that is due to the dashboard's roll-ups, oldest first, each in its own
+        transaction; a batch whose roll-up fails is set aside (queue.py) and the next one follows.
 
         The number of batches added. Runs by any number of threads and processes at once: the lock
         makes them take turns, and a batch is added exactly once because leaving the queue commits
         with its roll-ups. Once `close` has begun, no further batch is started: the rest stay queued.
+        Raises the driver's error when the database cannot be written at all.
         """
         added = 0
-        while not self._background.stopping and self._roll_up_next():
-            added += 1
+        while not self._background.stopping and (outcome := self._roll_up_next()) is not None:
+            added += outcome
         return added
 
-    def _roll_up_next(self) -> bool:
-        """Add the oldest queued batch to the roll-ups; False when none is queued."""
+    def _roll_up_next(self) -> bool | None:
+        """Add the oldest due batch to the roll-ups: True, or False when it failed and was set aside;
+        None when no batch is due."""
+        due = now()
         with self._reader() as db:  # the usual answer, "none", without waiting for the write lock
-            if db.execute("SELECT 1 FROM rollup_queue LIMIT 1").fetchone() is None:
-                return False
-        with self._transaction() as db:
-            self._exclusive(db, _ROLLUP_LOCK)
-            queued = db.execute(_NEXT_QUEUED).fetchone()
-            if queued is None:  # another thread or process added the last one meanwhile
-                return False
-            run_id = int(queued[0])
-            roll_up_run(db, self.mark, run_id, queued[1])
-            db.execute(self._sql("DELETE FROM rollup_queue WHERE batch_run_id = {mark}"), (run_id,))
+            if db.execute(self._sql(queue.ANY_DUE), (due,)).fetchone() is None:
+                return None
+        run_id: int | None = None
+        try:
+            with self._transaction() as db:
+                self._exclusive(db, _ROLLUP_LOCK)
+                queued = db.execute(self._sql(queue.NEXT_DUE), (due,)).fetchone()
+                if queued is None:  # another thread or process added the last one meanwhile
+                    return None
+                run_id = int(queued[0])
+                roll_up_run(db, self.mark, run_id, queued[1])
+                db.execute(self._sql(queue.DONE), (run_id,))
+        except Exception as error:
+            if run_id is None or (isinstance(error, self.errors) and self._unavailable(error)):
+                raise  # the database failed (no batch taken, a full disk...), not this batch
+            self._set_aside(run_id, error)
+            return False
         return True
+
+    def _set_aside(self, run_id: int, error: Exception) -> None:
+        """Count the failure and put the batch off; raises when even that cannot be written."""
+        log.warning("the roll-up of batch run %d failed; set aside, retried later", run_id, exc_info=error)
+        with self._transaction() as db:
+            row = db.execute(self._sql(queue.ATTEMPTS), (run_id,)).fetchone()
+            if row is None:  # another process added it meanwhile
+                return
+            attempts = int(row[0]) + 1
+            retry = queue.retry_at(attempts, datetime.now(UTC))
+            db.execute(self._sql(queue.SET_ASIDE), (attempts, retry, queue.short_error(error), run_id))
+
+    def _catch_up_for_a_read(self) -> None:
+        """Add what is queued before a read, unless that cannot write now: then the read answers from
+        what is rolled up, and reads leave the queue to the background thread for a few seconds."""
+        if time.monotonic() < self._reads_catch_up_after:
+            return
+        try:
+            self.roll_up()
+        except Exception:
+            self._reads_catch_up_after = time.monotonic() + _CATCH_UP_PAUSE_SECONDS
+            log.warning("reads answer without the batches still queued: the roll-ups cannot be written now",
+                        exc_info=True)  # fmt: skip
 
     def _queue_for_rollups(self, db: Any, run_id: int) -> None:
         db.execute(self._sql("INSERT INTO rollup_queue (batch_run_id) VALUES ({mark})"), (run_id,))
@@ -308,24 +344,63 @@ class SQLStorage(ABC):
         Batches still queued are added to the roll-ups first: a batch is on the dashboard as soon as
         its upload is answered.
         """
-        self.roll_up()
+        self._catch_up_for_a_read()
         with self._reader() as db:
             return _dicts(db.execute(self._sql(sql), params))
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
+    def get_run(self, run_id: int, *, after: int = 0, limit: int = RESULTS_PAGE) -> dict[str, Any] | None:
+        """The run and up to `limit` of its results with ids above `after`, in the order they were stored;
+        `next_cursor` is the `after` of the next page (None on the last)."""
         with self._reader() as db:
             runs = _dicts(db.execute(self._sql(f"{_RUN_SELECT} WHERE id = {{mark}}"), (run_id,)))
             if not runs:
                 return None
             run = nest_uploader(runs[0])
-            run["results"] = _dicts(db.execute(self._sql(_RESULT_SELECT), (run_id,)))
+            results = _dicts(db.execute(self._sql(_RESULT_PAGE), (run_id, after, limit + 1)))
+        more = len(results) > limit
+        run["results"] = results[:limit]
+        run["next_cursor"] = str(results[limit - 1]["id"]) if more else None
         return run
 
-    def healthy(self) -> bool:
-        """The database answers and has been migrated."""
+    def backlog(self, wait: float | None = None) -> tuple[int, int]:
+        """Stored batches not yet in the roll-ups, and how many of them are set aside after failing."""
+        with self._reader(wait) as db:
+            queued, set_aside = db.execute(queue.BACKLOG).fetchone()
+        return int(queued), int(set_aside)
+
+    def health(self) -> HealthReport:
+        """Whether the database can be written now (a write probe, bounded in time); the roll-up backlog."""
+        return self._checkup.report()
+
+    def _probe(self, latest: HealthReport) -> HealthReport:
         try:
-            with self._reader() as db:
-                db.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        except self.errors:
-            return False
-        return True
+            reason = self._write_probe()
+        except ProbeBusy:  # every writer's turn or connection is taken: the last verdict stands
+            return latest
+        report = HealthReport(reason)
+        if reason != UNREACHABLE:
+            try:
+                report = HealthReport(reason, *self.backlog(PROBE_SECONDS))
+            except self.errors as error:
+                report = HealthReport(reason or self._why_not(error))
+        if report.reason != latest.reason:
+            log.warning("GET /health: %s", report.reason or "the database can be written again")
+        return report
+
+    def _write_probe(self) -> str | None:
+        """None when the files are in place and one row could be written and committed; else why not."""
+        try:
+            reason = self._file_problem()
+            if reason is None:
+                with self._probing() as db:
+                    db.execute(self._sql(PROBE_WRITE), (now(),))
+        except ProbeBusy:
+            raise
+        except Exception as error:
+            return self._why_not(error)
+        return reason
+
+    def _why_not(self, error: Exception) -> str:
+        reason = self._unavailable(error) if isinstance(error, self.errors) else None
+        log.debug("GET /health: %s", reason or CANNOT_WRITE, exc_info=error)
+        return reason or CANNOT_WRITE

@@ -7,6 +7,8 @@ placeholders, spelled per dialect by `DIALECT_TYPES`.
 
 from __future__ import annotations
 
+from batch_metrics.endpoint.storage.health import PROBE_TABLE
+from batch_metrics.endpoint.storage.queue import SET_ASIDE_MIGRATION
 from batch_metrics.endpoint.storage.rollups import QUEUE_MIGRATION, ROLLUP_MIGRATION
 from batch_metrics.endpoint.storage.uploaders import MIGRATION as UPLOADER_MIGRATION
 
@@ -60,5 +62,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     (4, ROLLUP_MIGRATION),  # the dashboard's roll-ups and indexes, filled from the batches already stored
     (5, QUEUE_MIGRATION),  # stored batches whose roll-ups are still to be made
+    # Roll-ups that failed are set aside (queue.py); /health writes a row to find out it can (health.py);
+    # a run's results are read a page at a time, in id order, by (batch_run_id, id).
+    (
+        6,
+        SET_ASIDE_MIGRATION + PROBE_TABLE + ";\n"
+        "DROP INDEX idx_recipe_results_batch_run_id;\n"
+        "CREATE INDEX idx_recipe_results_run_rows ON recipe_results(batch_run_id, id);",
+    ),
     (8, UPLOADER_MIGRATION),  # who sent each batch: the credential's name, the CI run's claims and URL
 )

@@ -7,12 +7,28 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.health import (
+    DISK_FULL,
+    PROBE_SECONDS,
+    READ_ONLY,
+    UNREACHABLE,
+    ProbeBusy,
+)
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
 _COPY_RESULTS = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN".encode()
+# SQLSTATEs (and their classes) that mean "nothing can be stored now", whatever the batch.
+_UNAVAILABLE = {
+    "53100": DISK_FULL, "25006": READ_ONLY, "08": UNREACHABLE, "53": UNREACHABLE, "57P": UNREACHABLE,
+}  # fmt: skip
+_PROBE_LIMITS = (
+    f"SET LOCAL lock_timeout = {int(PROBE_SECONDS * 1000)}; "
+    f"SET LOCAL statement_timeout = {int(PROBE_SECONDS * 1000)}"
+)
+_BUSY = ("55P03", "57014")  # lock_not_available, query_canceled (the probe's own timeouts)
 
 
 class PostgresStorage(SQLStorage):
@@ -43,9 +59,43 @@ class PostgresStorage(SQLStorage):
             yield db
 
     @contextmanager
-    def _reader(self) -> Iterator[psycopg.Connection[Any]]:
-        with self.pool.connection(timeout=self.read_wait_seconds) as db:
+    def _reader(self, wait: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection(timeout=self.read_wait_seconds if wait is None else wait) as db:
             yield db
+
+    @contextmanager
+    def _probing(self) -> Iterator[psycopg.Connection[Any]]:
+        """Busy when the probe's own timeouts run out, or when no connection is free because every one
+        is lent to a request (a pool that cannot connect has none to lend: the database is unreachable)."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection(timeout=PROBE_SECONDS) as db, db.transaction():
+                db.execute(_PROBE_LIMITS)
+                yield db
+        except PoolTimeout as error:
+            stats = self.pool.get_stats()
+            if stats.get("pool_size", 0) >= self.pool.max_size and not stats.get("pool_available"):
+                raise ProbeBusy from error
+            raise
+        except psycopg.Error as error:
+            if getattr(error, "sqlstate", None) in _BUSY:
+                raise ProbeBusy from error
+            raise
+
+    def _unavailable(self, error: Exception) -> str | None:
+        """By SQLSTATE; an operational error without one (no connection, a pool timeout) is UNREACHABLE."""
+        import psycopg
+
+        state = getattr(error, "sqlstate", None)
+        if state is None:
+            return UNREACHABLE if isinstance(error, psycopg.OperationalError) else None
+        return next((_UNAVAILABLE[key] for key in (state, state[:3], state[:2]) if key in _UNAVAILABLE), None)
+
+    def _file_problem(self) -> str | None:
+        """The server's files are the server's own business: the write probe finds what matters."""
+        return None
 
     def _exclusive(self, db: psycopg.Connection[Any], lock: int) -> None:
         db.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))

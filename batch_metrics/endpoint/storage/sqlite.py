@@ -1,14 +1,50 @@
-"""SQLite, the embedded default: one file, WAL, one writer at a time, and never "database is locked"."""
+"""SQLite, the embedded default: one file, WAL, one writer at a time, and never "database is locked".
+
+The files are watched, not trusted: once the database or its WAL is deleted or replaced under the
+server, a write would go to a file nobody can open again, so every write transaction first checks
+that the files are still the ones opened (`Unavailable`: the upload is answered 503 and retried).
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.health import (
+    DISK_FULL,
+    GONE,
+    IO_ERROR,
+    LOCKED,
+    MIN_FREE_BYTES,
+    PROBE_SECONDS,
+    READ_ONLY,
+    UNREACHABLE,
+    ProbeBusy,
+    Unavailable,
+)
+
+# SQLite's primary result codes that mean "nothing can be stored now", whatever the batch.
+_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL: DISK_FULL,
+    sqlite3.SQLITE_READONLY: READ_ONLY,
+    sqlite3.SQLITE_IOERR: IO_ERROR,
+    sqlite3.SQLITE_CANTOPEN: UNREACHABLE,
+    sqlite3.SQLITE_BUSY: LOCKED,
+}
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class SQLiteStorage(SQLStorage):
@@ -30,6 +66,9 @@ class SQLiteStorage(SQLStorage):
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        # The (device, inode) of the database and its WAL once opened: what later writes must still find.
+        self._files = (Path(path), Path(f"{path}-wal"))
+        self._opened: list[tuple[int, int] | None] = [None, None]
         self._start_background()
 
     def _connection(self) -> sqlite3.Connection:
@@ -50,20 +89,83 @@ class SQLiteStorage(SQLStorage):
                 self._connections.append(connection)
         return connection
 
+    def _moved(self) -> bool:
+        """Whether the database or its WAL is no longer the file this storage opened (deleted, replaced)."""
+        self._connection()
+        for index, path in enumerate(self._files):
+            now = _identity(path)
+            opened = self._opened[index]
+            if opened is None:  # the first look (the WAL appears with the first connection)
+                self._opened[index] = now
+            elif now != opened:
+                return True
+        return False
+
+    def _file_problem(self) -> str | None:
+        """GONE once the files are not the ones opened; DISK_FULL below MIN_FREE_BYTES free on their disk."""
+        if self._moved():
+            return GONE
+        try:
+            disk = os.statvfs(self._files[0].parent)
+        except OSError:
+            return None
+        return DISK_FULL if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES else None
+
+    def _begin(self, connection: sqlite3.Connection) -> None:
+        if self._moved():
+            raise Unavailable(GONE)
+        connection.execute("BEGIN IMMEDIATE")
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection()
         with self._write_lock:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            self._begin(connection)
+            with self._ending(connection):
                 yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
 
     @contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
+    def _probing(self) -> Iterator[sqlite3.Connection]:
+        """A transaction on this thread's connection that waits PROBE_SECONDS at most, then checkpoints,
+        so the probes themselves never grow the WAL."""
+        connection = self._connection()
+        if not self._write_lock.acquire(timeout=PROBE_SECONDS):
+            raise ProbeBusy
+        try:
+            connection.execute(f"PRAGMA busy_timeout={int(PROBE_SECONDS * 1000)}")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                    raise ProbeBusy from error
+                raise
+            finally:
+                connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_seconds * 1000)}")
+            with self._ending(connection):
+                yield connection
+        finally:
+            self._write_lock.release()
+        self._checkpoint()
+
+    @staticmethod
+    @contextmanager
+    def _ending(connection: sqlite3.Connection) -> Iterator[None]:
+        """COMMIT, or ROLLBACK on an exception, a failed COMMIT included (a full disk fails it)."""
+        try:
+            yield
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _unavailable(self, error: Exception) -> str | None:
+        code = getattr(error, "sqlite_errorcode", None)
+        return None if code is None else _UNAVAILABLE.get(code & 0xFF)
+
+    @contextmanager
+    def _reader(self, wait: float | None = None) -> Iterator[sqlite3.Connection]:
+        """This thread's connection: in WAL mode a read never waits."""
         yield self._connection()
 
     def _exclusive(self, db: sqlite3.Connection, lock: int) -> None:

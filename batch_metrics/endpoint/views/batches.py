@@ -5,14 +5,18 @@ Answers mirror the Worker's: 201 `{"batch_run_id": N}`, plain-text `Bad request:
 and `Unauthorized`; `Forbidden: ...` (403) says what a valid credential may not do, such as write
 an ecosystem outside its patterns. An upload is refused from its headers before any of its body is
 read, read within the limits of body.py, validated against the wire contract in a worker thread,
-and stored in one transaction. Storage calls are blocking; they run with `run_in_threadpool`.
+and stored in one transaction; when the database cannot store anything now it is answered 503 (507
+for a full disk) with `Retry-After`, which the client retries. A run's results are read a page at a
+time. Storage calls are blocking; they run with `run_in_threadpool`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
+from functools import partial
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -33,12 +37,16 @@ from batch_metrics.endpoint.body import (
     share_of,
 )
 from batch_metrics.endpoint.openapi import render_openapi
-from batch_metrics.endpoint.storage import RunFilter, SQLStorage
+from batch_metrics.endpoint.storage import RESULTS_PAGE, RunFilter, SQLStorage, Unavailable
 from batch_metrics.endpoint.views import json_answer, known_query
 from batch_metrics.models import PAYLOAD_ADAPTER, BatchPayload
 
+log = logging.getLogger("batch_metrics.server")
+
 MAX_IDEMPOTENCY_KEY = 255
+RETRY_AFTER_SECONDS = 30  # after a 503/507 for a database that cannot store anything now
 _RUN_QUERY = {"batch_id", "ecosystem", "since", "until", "limit", "cursor"}
+_PAGE_QUERY = {"limit", "cursor"}
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # A JSON `\u0000` escape (an even number of backslashes before it): PostgreSQL text cannot hold NUL.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
@@ -98,8 +106,8 @@ class Endpoint:
         self.openapi = render_openapi().encode()
 
     async def health(self, request: Request) -> Response:
-        healthy = await run_in_threadpool(self.storage.healthy)
-        return JSONResponse({"status": "ok" if healthy else "unavailable"}, 200 if healthy else 503)
+        report = await run_in_threadpool(self.storage.health)
+        return JSONResponse(report.answer(), 200 if report.ok else 503, {"Cache-Control": "no-store"})
 
     async def openapi_document(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
@@ -135,6 +143,14 @@ class Endpoint:
             return PlainTextResponse("Bad request: the body ended early", 400)
         except TimeoutError:  # the wall-clock deadline of a body that trickles in
             return PlainTextResponse("Request timeout: the body took too long to arrive", 408)
+        except Unavailable as error:
+            log.warning("an upload was not stored: %s", error.reason, exc_info=error.__cause__)
+            word = "Insufficient storage" if error.status == 507 else "Service unavailable"
+            return PlainTextResponse(
+                f"{word}: {error.reason}; the batch was not stored, send it again later",
+                error.status,
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         if duplicate:
             return JSONResponse({"batch_run_id": run_id, "duplicate": True}, 200)
         return JSONResponse({"batch_run_id": run_id}, 201)
@@ -161,11 +177,15 @@ class Endpoint:
 
     async def get_run(self, request: Request) -> Response:
         self.guard.check_read(request)
-        known_query(request, set())
+        query = known_query(request, _PAGE_QUERY)
         run_id = request.path_params["run_id"]
         if not _DIGITS.fullmatch(run_id):
             raise HTTPException(404, "Not found")
-        run = await run_in_threadpool(self.storage.get_run, int(run_id))
+        limit = _query_number(query, "limit", RESULTS_PAGE)
+        if not 1 <= limit <= RESULTS_PAGE:
+            raise HTTPException(400, f"Bad request: limit must be between 1 and {RESULTS_PAGE}")
+        after = _query_number(query, "cursor", 0)
+        run = await run_in_threadpool(partial(self.storage.get_run, int(run_id), after=after, limit=limit))
         if run is None:
             raise HTTPException(404, "Not found")
         return json_answer(run)
