@@ -51,6 +51,7 @@ Rate = Annotated[_Rate, BeforeValidator(none_to_zero, json_schema_input_type=_Ra
 # Strict (in Rust, per result row): JSON numbers only, integers included; no strings or booleans.
 Seconds = Annotated[float, Field(ge=0, strict=True)] | None
 RequiredText = Annotated[str, Field(min_length=1)]
+Attempts = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)] | None
 _WIRE_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
@@ -79,6 +80,75 @@ class RecipeResult(TypedDict):
             ),
         ]
     ]
+    # The fields below are unknown to the Worker too, which ignores them.
+    error_subcategory: NotRequired[
+        Annotated[str | None, Field(description="Detail within `error_category`, e.g. `verify_failed`.")]
+    ]
+    blocked_by: NotRequired[
+        Annotated[list[str] | None, Field(description="Recipes whose absence blocked this one.")]
+    ]
+    attempts: NotRequired[
+        Annotated[Attempts, Field(description="How many times the validation ran before this result.")]
+    ]
+    stage: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="`generation` for a failure to generate the recipe (counted apart: not in "
+                "`passed`/`failed`/`skipped` or any rate); absent or `validation` for a platform validation."
+            ),
+        ]
+    ]
+
+
+@with_config(_WIRE_CONFIG)
+class UnlistedResults(TypedDict):
+    """Results a run summary counts on a platform that no row names (the committed history names only
+    failures): counted in every total and rate, but with no recipe."""
+
+    platform: RequiredText
+    ecosystem: NotRequired[
+        Annotated[
+            str | None,
+            Field(description="Absent when the files do not say: the batch's own `ecosystem` then."),
+        ]
+    ]
+    passed: NotRequired[Count]
+    failed: NotRequired[Count]
+    skipped: NotRequired[Count]
+
+
+@with_config(_WIRE_CONFIG)
+class PlatformTotals(TypedDict):
+    """One platform job's validations, as a run summary counts them."""
+
+    tested: NotRequired[Count]
+    passed: NotRequired[Count]
+    failed: NotRequired[Count]
+
+
+@with_config(_WIRE_CONFIG)
+class RunSummary(TypedDict):
+    """The pipeline's own account of the batch (tsuku's `data/metrics/batch-runs-<ts>.jsonl`), kept whole:
+    generation (`ecosystems`, `generated`, `total`, `merged`, `excluded`, `constrained`) apart from
+    platform validation (`platforms`)."""
+
+    source: NotRequired[Annotated[str | None, Field(description="The file it was read from.")]]
+    batch_id: NotRequired[Annotated[str | None, Field(description="The pipeline's own batch id.")]]
+    platforms: NotRequired[dict[str, PlatformTotals] | None]
+    ecosystems: NotRequired[
+        Annotated[dict[str, Count] | None, Field(description="Packages taken from the queue, per ecosystem.")]
+    ]
+    ecosystem: NotRequired[
+        Annotated[str | None, Field(description="Older summaries name one ecosystem, without a count.")]
+    ]
+    generated: NotRequired[Count]
+    total: NotRequired[Count]
+    merged: NotRequired[Count]
+    excluded: NotRequired[Count]
+    constrained: NotRequired[Count]
+    timestamp: NotRequired[str | None]
+    duration_seconds: NotRequired[Seconds]
 
 
 @with_config(_WIRE_CONFIG)
@@ -97,6 +167,9 @@ class BatchPayload(TypedDict):
     macos_minutes: NotRequired[Minutes]
     linux_minutes: NotRequired[Minutes]
     results: list[RecipeResult]
+    # Unknown to the Worker, which ignores them.
+    unlisted: NotRequired[list[UnlistedResults] | None]
+    run_summary: NotRequired[RunSummary | None]
 
 
 class BatchCreated(BaseModel):
@@ -117,6 +190,10 @@ class StoredResult(BaseModel):
     error_message: str | None
     duration_seconds: float
     platform: str | None
+    error_subcategory: str | None = None
+    blocked_by: list[str] | None = None
+    attempts: int | None = None
+    stage: str | None = None
 
 
 class StoredRun(BaseModel):
@@ -139,6 +216,8 @@ class StoredRun(BaseModel):
 
 class StoredRunWithResults(StoredRun):
     results: list[StoredResult]
+    run_summary: RunSummary | None = None
+    unlisted: list[UnlistedResults] = Field(default_factory=list)
 
 
 class RunPage(BaseModel):
@@ -164,6 +243,7 @@ PAYLOAD_ADAPTER: TypeAdapter[BatchPayload] = TypeAdapter(BatchPayload)
 PAYLOAD_VALIDATOR = PAYLOAD_ADAPTER.validator
 PAYLOAD_SERIALIZER = PAYLOAD_ADAPTER.serializer
 RESULTS_VALIDATOR = TypeAdapter(list[RecipeResult]).validator
+RUN_SUMMARY_VALIDATOR = TypeAdapter(RunSummary).validator
 
 
 def payload_json_schema() -> dict[str, Any]:

@@ -24,12 +24,16 @@ from batch_metrics.client.collect.rows import (
     Collection,
     CollectWarning,
     FileRows,
+    Span,
+    Summary,
     bound_message,
     normalise_result,
     parse_timestamp,
     why,
 )
+from batch_metrics.client.collect.sandbox import SandboxResultCollector
 from batch_metrics.client.collect.source import BLANK, Collector, Source, keys_of
+from batch_metrics.client.collect.summaries import RunSummaryCollector
 from batch_metrics.client.collect.validation import ValidationResultsCollector
 
 __all__ = [  # the face of collecting, whichever module defines each name
@@ -38,6 +42,8 @@ __all__ = [  # the face of collecting, whichever module defines each name
     "MAX_WARNINGS_PER_FILE",
     "CollectWarning",
     "Collection",
+    "Span",
+    "Summary",
     "bound_message",
     "collect",
     "find_files",
@@ -53,6 +59,8 @@ COLLECTORS: dict[str, Collector] = {
         NdjsonCollector(),
         FailureRecordsCollector(),
         JunitCollector(),
+        RunSummaryCollector(),
+        SandboxResultCollector(),
     )
 }
 FORMATS = tuple(COLLECTORS)
@@ -125,6 +133,7 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
             line, shape = _shape(source)
             rows.warn(line, f"not a shape batch-metrics reads ({shape}); nothing collected, nothing guessed")
             return
+        rows.fmt = collector.name
         collector.read(source, rows)
 
 

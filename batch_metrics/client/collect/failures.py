@@ -1,17 +1,23 @@
 """Failure records: one `{schema_version, ecosystem, environment, updated_at, failures[]}` per line.
 
-Each entry of `failures` is one failed row: the recipe is its `package_id` after the
-`<ecosystem>:` prefix, the platform the record's `environment`. A line is the boundary:
-whatever one holds costs that line only.
+tsuku's generate job writes them for the packages it failed to turn into recipes, so each entry
+of `failures` is one failed row of the **generation** stage (`stage: generation`: counted apart
+from platform validation, docs/tsuku.md): the recipe is its `package_id` after the
+`<ecosystem>:` prefix, the platform the record's `environment`, the category tsuku's canonical
+one, with the entry's `subcategory` (else one by tsuku's rules) and `blocked_by` as fields. A line
+is the boundary: whatever one holds costs that line only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from batch_metrics.client.collect.categories import canonical, subcategory
 from batch_metrics.client.collect.rows import FileRows, bound_message, why
 from batch_metrics.client.collect.source import Source, keys_of, line_values
-from batch_metrics.client.collect.validation import record_message
+from batch_metrics.client.collect.validation import names, text_of
+
+GENERATION = "generation"
 
 
 class FailureRecordsCollector:
@@ -48,16 +54,21 @@ class FailureRecordsCollector:
         if isinstance(package_id, str) and ":" in package_id:
             prefix, name = package_id.split(":", 1)
         message = failure.get("message")
-        subcategory, blocked_by = failure.get("subcategory"), failure.get("blocked_by")
-        if isinstance(message, str) and (subcategory or blocked_by):
-            extra = record_message(None, None, blocked_by)
-            message = "\n".join(filter(None, (f"[{subcategory}]" if subcategory else None, message, extra)))
+        text = text_of(message)
         rows.stamp(line, failure.get("timestamp"))
-        return {
+        row = {
             "recipe_name": name,
             "ecosystem": record.get("ecosystem") or prefix or rows.ecosystem,
             "result": "failed",
-            "error_category": failure.get("category"),
-            "error_message": bound_message(message, rows.limit) if isinstance(message, str) else message,
+            "error_category": canonical(failure.get("category")),
+            "error_message": bound_message(text, rows.limit) if isinstance(message, str) else message,
             "platform": record.get("environment"),
+            "stage": GENERATION,
         }
+        found = text_of(failure.get("subcategory")) or subcategory(text, None)
+        if found:
+            row["error_subcategory"] = found
+        blocked_by = failure.get("blocked_by")
+        if blocked_by:
+            row["blocked_by"] = names(blocked_by)
+        return row

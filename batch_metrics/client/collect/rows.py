@@ -19,7 +19,7 @@ from pydantic_core import ValidationError
 from batch_metrics.models import RESULTS_VALIDATOR, in_utc
 
 if TYPE_CHECKING:
-    from batch_metrics.models import BatchPayload, RecipeResult
+    from batch_metrics.models import BatchPayload, RecipeResult, RunSummary
 
 MAX_WARNINGS_PER_FILE = 20
 RESULT_SPELLINGS = {
@@ -42,6 +42,24 @@ class CollectWarning:
         return f"{where}: {self.message}" if where else self.message
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a file's rows start in `Collection.results`, which file it is and its format."""
+
+    start: int
+    path: str
+    fmt: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A run summary (tsuku's `batch-runs-<ts>.jsonl`) as read: its file, line and values."""
+
+    path: str
+    line: int | None
+    values: RunSummary
+
+
 @dataclass
 class Collection:
     results: list[RecipeResult] = field(default_factory=list)
@@ -49,6 +67,24 @@ class Collection:
     files: list[str] = field(default_factory=list)
     earliest: datetime | None = None
     payloads: list[BatchPayload] = field(default_factory=list)
+    # Which file each run of rows came from, in order (client.merge names files with it).
+    spans: list[Span] = field(default_factory=list)
+    # Positions in `results` of rows whose file named no ecosystem: they hold the default until
+    # client.merge finds theirs.
+    unattributed: list[int] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+
+
+def _kept_positions(positions: list[int], dropped: dict[int, str]) -> list[int]:
+    """`positions` among a file's rows once the `dropped` ones are gone: where each now is, if kept."""
+    gone = sorted(dropped)
+    kept, cut = [], 0
+    for position in positions:
+        while cut < len(gone) and gone[cut] < position:
+            cut += 1
+        if cut >= len(gone) or gone[cut] != position:
+            kept.append(position - cut)
+    return kept
 
 
 def normalise_result(value: object) -> str | None:
@@ -123,7 +159,11 @@ class FileRows:
     def __init__(self, display: str, collection: Collection, ecosystem: str, limit: int) -> None:
         self.display = display
         self.collection = collection
-        self.ecosystem = ecosystem
+        # What a collector writes for a row whose file names no ecosystem: `finish` gives it `fallback`
+        # and notes it in `Collection.unattributed`.
+        self.ecosystem: str | None = None
+        self.fallback = ecosystem
+        self.fmt = ""  # the format it was read as, once known
         self.limit = limit
         self.rows: list[dict[str, Any]] = []
         self.lines: list[int | None] = []
@@ -166,6 +206,9 @@ class FileRows:
         position among the file's rows.
         """
         rows = self.rows
+        unattributed = [index for index, row in enumerate(rows) if row.get("ecosystem") is None]
+        for index in unattributed:
+            rows[index]["ecosystem"] = self.fallback
         try:
             results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
@@ -180,7 +223,12 @@ class FileRows:
             results = RESULTS_VALIDATOR.validate_python(
                 [row for index, row in enumerate(rows) if index not in bad]
             )
+            unattributed = _kept_positions(unattributed, bad)
         earliest = self._earliest()
+        start = len(self.collection.results)
+        if results:
+            self.collection.spans.append(Span(start, self.display, self.fmt))
+            self.collection.unattributed.extend(start + index for index in unattributed)
         self.collection.results.extend(results)
         if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
             self.collection.earliest = earliest

@@ -1,13 +1,15 @@
 """Validation results: a JSON array of `{recipe, platform, status, exit_code, attempts, blocked_by}`.
 
 The array is a whole document: it counts all or nothing. `record_row` is the mapping of one
-such record to a row, shared with the per-record lines of `ndjson`.
+such record to a row, shared with the per-record lines of `ndjson`: both are tsuku's shapes,
+so a failure's category is tsuku's canonical one and gets its subcategory (collect.categories).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from batch_metrics.client.collect.categories import canonical, subcategory
 from batch_metrics.client.collect.jsonstream import Problem
 from batch_metrics.client.collect.rows import FileRows, bound_message, brief, normalise_result
 from batch_metrics.client.collect.source import Source, keys_of
@@ -22,6 +24,16 @@ def record_message(exit_code: object, attempts: object, blocked_by: object) -> s
         blocked = blocked_by if isinstance(blocked_by, list) else [blocked_by]
         parts.append("blocked by " + ", ".join(map(str, blocked)))
     return " ".join(parts) or None
+
+
+def text_of(value: object) -> str | None:
+    """A non-empty string as it is, else None."""
+    return value if isinstance(value, str) and value else None
+
+
+def names(value: object) -> list[str]:
+    """`blocked_by` as a list of names, whether the file gives a list or one name."""
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
 
 
 def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
@@ -45,12 +57,20 @@ def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, A
     duration = record.get("duration_seconds")
     if duration is not None:
         row["duration_seconds"] = duration
+    attempts = record.get("attempts")
+    if type(attempts) is int and attempts >= 0:
+        row["attempts"] = attempts
     if result == "failed":
         blocked_by = record.get("blocked_by")
-        row["error_category"] = record.get("category") or (
+        row["error_category"] = canonical(record.get("category")) or (
             "blocked" if blocked_by else None if exit_code is None else f"exit_code_{exit_code}"
         )
-        message = record_message(exit_code, record.get("attempts"), blocked_by)
+        found = text_of(record.get("subcategory")) or subcategory(text_of(record.get("message")), exit_code)
+        if found:
+            row["error_subcategory"] = found
+        if blocked_by:
+            row["blocked_by"] = names(blocked_by)
+        message = record_message(exit_code, attempts, blocked_by)
         row["error_message"] = bound_message(message, rows.limit)
     stamp = record.get("timestamp")
     if stamp is not None:
