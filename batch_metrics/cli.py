@@ -44,6 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "results": args.results,
             "format": args.format,
             "ecosystem": args.ecosystem,
+            "changed-since": args.changed_since,
+            "ecosystem-map": args.ecosystem_map,
+            "category-map": args.category_map,
             "batch-id": args.batch_id,
             "started-at": args.started_at,
             "payload-path": args.payload_path,
@@ -195,8 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     # Flags stay strings: read_inputs checks them like the action's inputs, with the same messages.
     run.add_argument("--endpoint", help="base URL of the metrics endpoint")
     run.add_argument("--results", help="newline-separated globs relative to the workspace (`!` excludes)")
-    run.add_argument("--format", help="auto, payload, validation-results, ndjson, failure-records or junit")
+    run.add_argument(
+        "--format", help="auto, payload, validation-results, ndjson, failure-records, junit, run-summary or "
+        "sandbox-result",
+    )  # fmt: skip
     run.add_argument("--ecosystem", help="ecosystem for rows that do not name one")
+    run.add_argument("--changed-since", help="git revision: read only matched files new or changed since it")
+    run.add_argument("--ecosystem-map", help="recipe=ecosystem lines, or a JSON file of them")
+    run.add_argument("--category-map", help="from=to lines renaming error categories")
     run.add_argument("--batch-id", help="batch id (default: unique per workflow run and attempt)")
     run.add_argument("--started-at", help="RFC 3339 start time (default: earliest timestamp seen)")
     run.add_argument("--payload-path", help="where to write the payload (relative to the workspace)")

@@ -26,6 +26,7 @@ from batch_metrics.client.disk import (
     reason,
     write_bytes,
 )
+from batch_metrics.client.mappings import ecosystem_map, parse_lines
 from batch_metrics.client.payload import build_payload, payload_bytes, redact_messages
 from batch_metrics.client.summary import render_summary, write_summary
 
@@ -67,8 +68,8 @@ class Job:
         for problem in self.problems:
             self.reporter.warning(problem)
         collection = Collection() if workspace_missing else self.collect()
+        payload = self.build(collection)  # merging and the run summary add their warnings
         self.reporter.file_warnings(collection.warnings)
-        payload = self.build(collection)
         body = payload_bytes(payload)
         written = self.save(body, self.payload_path)
         self.reporter.info(
@@ -92,16 +93,23 @@ class Job:
             self.workspace,
             fmt=self.inputs.format,
             ecosystem=self.inputs.ecosystem,
+            changed_since=self.inputs.changed_since,
         )
 
     def build(self, collection: Collection) -> BatchPayload:
         inputs = self.inputs
+        ecosystems, problems = ecosystem_map(inputs.ecosystem_map, self.workspace)
+        categories, more = parse_lines(inputs.category_map, "category-map")
+        for problem in problems + more:
+            self.warn(problem)
         payload = build_payload(
             collection,
             ecosystem=inputs.ecosystem,
             batch_id=inputs.batch_id,
             started_at=inputs.started_at,
             env=self.env,
+            ecosystem_map=ecosystems,
+            category_map=categories,
         )
         redact_messages(payload["results"], self.reporter.redact)
         label = payload["ecosystem"]

@@ -74,15 +74,17 @@ def collect(
     fmt: str = "auto",
     ecosystem: str | None = None,
     max_message_chars: int = 4096,
+    changed_since: str | None = None,
 ) -> Collection:
-    """Read every file the patterns match into one collection of rows, warnings and timestamps.
+    """Read every file the patterns match into one collection of rows, warnings and timestamps;
+    with `changed_since` (a git revision), only the files new or changed since it.
 
     Raises ValueError only for a `fmt` that is neither `auto` nor one of FORMATS.
     """
     if fmt != "auto" and fmt not in COLLECTORS:
         raise ValueError(f"unknown format {fmt!r}: use auto or one of {', '.join(FORMATS)}")
     collection = Collection()
-    files, warnings = find_files(patterns, workspace)
+    files, warnings = find_files(patterns, workspace, changed_since)
     collection.warnings.extend(warnings)
     root = workspace.resolve()
     with _cyclic_gc_paused():

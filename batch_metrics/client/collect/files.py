@@ -4,6 +4,7 @@ One glob per line, relative to the workspace: `**` crosses directories (not hidd
 symlinked ones), `{a,b}` expands, a leading `!` excludes, blank and `#` lines are ignored. An
 absolute pattern inside the workspace is made relative; one outside it, or holding `..`, is
 ignored with a warning, and so is a matched link that resolves outside. Files come sorted.
+`changed_since` keeps only the files new or changed since a git revision (collect.changes).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path, PurePath, PurePosixPath
 
 from wcmatch import glob as wcglob
 
+from batch_metrics.client.collect import changes
 from batch_metrics.client.collect.rows import CollectWarning
 
 _GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NODIR
@@ -30,8 +32,13 @@ def _inside(pattern: str, workspace: Path, root: Path) -> str | None:
     return None if ".." in PurePosixPath(pattern).parts else pattern
 
 
-def find_files(patterns: str, workspace: Path) -> tuple[list[str], list[CollectWarning]]:
-    """Workspace-relative paths of the files the globs match (exclusions applied), sorted; and warnings."""
+def find_files(
+    patterns: str, workspace: Path, changed_since: str | None = None
+) -> tuple[list[str], list[CollectWarning]]:
+    """Workspace-relative paths of the files the globs match (exclusions applied), sorted; and warnings.
+
+    With `changed_since` (a git revision), only those new or changed since it (collect.changes).
+    """
     root = workspace.resolve()
     warnings: list[CollectWarning] = []
     include: list[str] = []
@@ -63,6 +70,21 @@ def find_files(patterns: str, workspace: Path) -> tuple[list[str], list[CollectW
             warnings.append(CollectWarning(match, None, "a link to outside the workspace; skipped"))
         elif path.is_file():
             files.append(match)
+    if files and changed_since is not None:
+        is_new, why = changes.changed_since(root, changed_since)
+        if is_new is None:
+            warnings.append(CollectWarning(
+                "", None, f"changed-since {changed_since}: {why}; no file is read, so that the files of "
+                "earlier runs are not taken for this one",
+            ))  # fmt: skip
+            return [], warnings
+        matched = len(files)
+        files = [path for path in files if is_new(path)]
+        if not files:
+            warnings.append(CollectWarning(
+                "", None, f"none of the {matched} files that match is new or changed since {changed_since}"
+            ))  # fmt: skip
+            return files, warnings
     if not files:
         warnings.append(CollectWarning("", None, f"no files match {', '.join(include)} in {workspace}"))
     return files, warnings
