@@ -34,8 +34,11 @@ MAX_COUNT = 2**31 - 1
 def none_to_zero(value: Any) -> Any:
     """`null` is 0 ("not given", as the Worker stores it); a boolean or numeric string is a client bug,
     refused with a 400 naming it. Anything else goes on to the number's own validation."""
-    if value is None:
-        return 0
+    return 0 if value is None else no_text(value)
+
+
+def no_text(value: Any) -> Any:
+    """A boolean or numeric string where a number belongs is a client bug, refused with a 400 naming it."""
     if isinstance(value, bool | str):
         raise PydanticCustomError("number_type", "Input should be a number")
     return value
@@ -51,7 +54,7 @@ Rate = Annotated[_Rate, BeforeValidator(none_to_zero, json_schema_input_type=_Ra
 # Strict (in Rust, per result row): JSON numbers only, integers included; no strings or booleans.
 Seconds = Annotated[float, Field(ge=0, strict=True)] | None
 RequiredText = Annotated[str, Field(min_length=1)]
-Attempts = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)] | None
+Attempts = Annotated[_Count | None, BeforeValidator(no_text, json_schema_input_type=_Count | None)]
 _WIRE_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 

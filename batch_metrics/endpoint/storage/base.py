@@ -14,6 +14,7 @@ copied back into the database file by whichever commit crossed the threshold.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -33,8 +34,9 @@ RUN_COLUMNS = (
 )  # fmt: skip
 RESULT_COLUMNS = (
     "batch_run_id", "recipe_name", "ecosystem", "result", "error_category", "error_message",
-    "duration_seconds", "platform",
+    "duration_seconds", "platform", "error_subcategory", "blocked_by", "attempts", "stage",
 )  # fmt: skip
+_UNLISTED_COLUMNS = ("batch_run_id", "platform", "ecosystem", "passed", "failed", "skipped")
 # Advisory lock numbers (any constants): one migrator, and one roll-up writer, at a time.
 _MIGRATION_LOCK = 727270
 _ROLLUP_LOCK = 727271
@@ -42,14 +44,22 @@ _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
 _RUN_INSERT = (
-    f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at) "
-    f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 2))}) "
+    f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at, run_summary) "
+    f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 3))}) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+_UNLISTED_INSERT = (
+    f"INSERT INTO run_unlisted ({', '.join(_UNLISTED_COLUMNS)}) "
+    f"VALUES ({', '.join(['{mark}'] * len(_UNLISTED_COLUMNS))})"
 )
 _RUN_SELECT = f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at FROM batch_runs"
 _NEXT_QUEUED = (
     "SELECT q.batch_run_id, r.ecosystem FROM rollup_queue q JOIN batch_runs r ON r.id = q.batch_run_id"
     " ORDER BY q.batch_run_id LIMIT 1"
+)
+_UNLISTED_SELECT = (
+    "SELECT platform, ecosystem, passed, failed, skipped FROM run_unlisted WHERE batch_run_id = {mark}"
+    " ORDER BY platform, ecosystem"
 )
 _RESULT_SELECT = (
     f"SELECT id, {', '.join(RESULT_COLUMNS[1:])} FROM recipe_results "
@@ -128,17 +138,24 @@ def now() -> str:
 def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any, ...]:
     """Run columns in order; a number left out or null is stored as 0, as the Worker does."""
     numbers = (payload.get(key) or 0 for key in RUN_COLUMNS[4:])  # total_recipes .. linux_minutes
+    summary = payload.get("run_summary")
     return (
         payload["batch_id"], payload["ecosystem"], payload["started_at"], payload.get("completed_at"),
-        *numbers, idempotency_key, now(),
+        *numbers, idempotency_key, now(), None if summary is None else json.dumps(summary),
     )  # fmt: skip
+
+
+def _names(blocked_by: list[str] | None) -> str | None:
+    """`blocked_by` as stored: a JSON array, or NULL."""
+    return json.dumps(blocked_by) if blocked_by else None
 
 
 def result_rows(run_id: int, payload: BatchPayload) -> Iterator[tuple[Any, ...]]:
     """Rows in RESULT_COLUMNS order, made as the driver takes them (never all at once in memory)."""
     return (
         (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
-         r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
+         r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"),
+         r.get("error_subcategory"), _names(r.get("blocked_by")), r.get("attempts"), r.get("stage"))
         for r in payload["results"]
     )  # fmt: skip
 
@@ -157,6 +174,11 @@ def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column} {operator} {mark}")
             params.append(value)
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def stored_json(text: str | None) -> Any:
+    """A JSON column as stored by this endpoint (a summary, a list of names), or None."""
+    return None if text is None else json.loads(text)
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:
@@ -243,7 +265,14 @@ class SQLStorage(ABC):
             run_id = int(row[0])
             if payload["results"]:
                 self._insert_results(db, result_rows(run_id, payload))
-                self._queue_for_rollups(db, run_id)
+            unlisted = payload.get("unlisted")
+            if unlisted:
+                db.cursor().executemany(self._sql(_UNLISTED_INSERT), [
+                    (run_id, entry["platform"], entry.get("ecosystem"), entry.get("passed") or 0,
+                     entry.get("failed") or 0, entry.get("skipped") or 0)
+                    for entry in unlisted
+                ])  # fmt: skip
+            self._queue_for_rollups(db, run_id)  # a batch of no rows has its counts to roll up too
         self._background.wake()
         return run_id, False
 
@@ -304,6 +333,11 @@ class SQLStorage(ABC):
                 return None
             run = runs[0]
             run["results"] = _dicts(db.execute(self._sql(_RESULT_SELECT), (run_id,)))
+            summary = db.execute(self._sql("SELECT run_summary FROM batch_runs WHERE id = {mark}"), (run_id,))
+            run["run_summary"] = stored_json(summary.fetchone()[0])
+            run["unlisted"] = _dicts(db.execute(self._sql(_UNLISTED_SELECT), (run_id,)))
+        for result in run["results"]:
+            result["blocked_by"] = stored_json(result["blocked_by"])
         return run
 
     def healthy(self) -> bool:

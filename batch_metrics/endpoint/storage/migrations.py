@@ -7,7 +7,7 @@ placeholders, spelled per dialect by `DIALECT_TYPES`.
 
 from __future__ import annotations
 
-from batch_metrics.endpoint.storage.rollups import QUEUE_MIGRATION, ROLLUP_MIGRATION
+from batch_metrics.endpoint.storage.rollups import ECOSYSTEM_MIGRATION, QUEUE_MIGRATION, ROLLUP_MIGRATION
 
 # The Worker's telemetry/migrations/0001_batch_metrics_schema.sql with the types spelled per dialect.
 _D1_SCHEMA = """
@@ -59,4 +59,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     (4, ROLLUP_MIGRATION),  # the dashboard's roll-ups and indexes, filled from the batches already stored
     (5, QUEUE_MIGRATION),  # stored batches whose roll-ups are still to be made
+    # The rows' subcategory, blocked_by, attempts and stage; run summaries and unlisted results; the
+    # roll-ups keyed by the rows' ecosystems, rebuilt from the stored batches (docs/tsuku.md).
+    (7, ECOSYSTEM_MIGRATION),
 )
