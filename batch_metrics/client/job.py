@@ -112,11 +112,10 @@ class Job:
             category_map=categories,
         )
         redact_messages(payload["results"], self.reporter.redact)
-        label = payload["ecosystem"]
-        if not inputs.ecosystem and label in ("mixed", "unknown") and payload["results"]:
-            why = "(its rows name several ecosystems)" if label == "mixed" else "(no row names one)"
+        # Rows that name several ecosystems need no warning: the dashboard groups by the rows' own.
+        if not inputs.ecosystem and payload["ecosystem"] == "unknown" and payload["results"]:
             self.warn(
-                f"input ecosystem is not set, so the batch is stored as {label!r} {why}; "
+                "input ecosystem is not set, so the batch is stored as 'unknown' (no row names one); "
                 "set ecosystem to the one this batch validates"
             )
         return payload

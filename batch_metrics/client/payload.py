@@ -13,7 +13,8 @@ Definitions (docs/counting.md explains them to users):
   platform starts with `darwin`, `macos` or `osx` / with `linux`, in minutes, rounded
   to 4 decimals; rows on other platforms (Windows, none given) count in neither;
 - `ecosystem` = the `ecosystem` argument, else the one ecosystem all rows share,
-  `mixed` when they name several, `unknown` when there are no rows;
+  `mixed` when they name several; with no row, the one the run summary names (`mixed` for
+  several), else `unknown`;
 - `started_at` = the `started_at` argument (RFC 3339, normalised to UTC), else the
   earliest of the inputs' timestamps and the run summary's `timestamp - duration_seconds`,
   else now; `completed_at` = the run summary's `timestamp`, else now; both are written
@@ -73,10 +74,16 @@ def default_batch_id(env: Mapping[str, str]) -> str:
     return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
-def batch_ecosystem(results: list[RecipeResult], unlisted: Sequence[UnlistedResults] = ()) -> str:
-    """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none."""
+def batch_ecosystem(
+    results: list[RecipeResult], unlisted: Sequence[UnlistedResults] = (), summary: RunSummary | None = None
+) -> str:
+    """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none;
+    with no row, the ecosystems the run summary names."""
     ecosystems = {row["ecosystem"] for row in results}
     ecosystems.update(entry.get("ecosystem") or "" for entry in unlisted if entry.get("ecosystem"))
+    if not ecosystems and summary:
+        ecosystems = set(summary.get("ecosystems") or {}) | {summary.get("ecosystem") or ""}
+        ecosystems.discard("")
     if len(ecosystems) == 1:
         return ecosystems.pop()
     return "mixed" if ecosystems else "unknown"
@@ -140,19 +147,20 @@ def build_payload(
     results = merged.results
     checked = reconcile(results, summary) if summary else Reconciled()
     collection.warnings.extend([*warnings, *merged.warnings, *checked.warnings])
-    began, ended = _summary_times(summary.values if summary else None)
+    told = summary.values if summary else None
+    began, ended = _summary_times(told)
     earliest = min(filter(None, (collection.earliest, began)), default=None)
     header: dict[str, Any] = {
         "batch_id": batch_id or default_batch_id(env),
-        "ecosystem": ecosystem or batch_ecosystem(results, checked.unlisted),
+        "ecosystem": ecosystem or batch_ecosystem(results, checked.unlisted, told),
         "started_at": start or rfc3339(earliest or now),
         "completed_at": rfc3339(ended or now),
         **batch_totals(results, checked.unlisted),
     }
     if checked.unlisted:
         header["unlisted"] = checked.unlisted
-    if summary:
-        header["run_summary"] = summary.values
+    if told:
+        header["run_summary"] = told
     return _with_rows(header, results)
 
 

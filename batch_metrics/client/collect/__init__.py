@@ -10,9 +10,12 @@ maps to, and what a bad file costs, is written once, in docs/formats.md.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from batch_metrics.client.collect.failures import FailureRecordsCollector
 from batch_metrics.client.collect.files import find_files
@@ -46,6 +49,7 @@ __all__ = [  # the face of collecting, whichever module defines each name
     "Summary",
     "bound_message",
     "collect",
+    "collect_blobs",
     "find_files",
     "normalise_result",
     "parse_timestamp",
@@ -90,18 +94,38 @@ def collect(
     with _cyclic_gc_paused():
         for relative in files:
             rows = FileRows(relative, collection, ecosystem or "unknown", max_message_chars)
-            _collect_file(root / relative, fmt, rows)
+            _collect_file(partial(_open, root / relative), fmt, rows)
     return collection
 
 
-def _collect_file(path: Path, fmt: str, rows: FileRows) -> None:
+def collect_blobs(
+    blobs: Iterable[tuple[str, bytes]], *, fmt: str = "auto", ecosystem: str | None = None,
+    max_message_chars: int = 4096,
+) -> Collection:  # fmt: skip
+    """Files already in memory, as (name, bytes): read exactly as `collect` reads files from disk.
+
+    The backfill reads a commit's files this way, straight from git.
+    """
+    collection = Collection()
+    with _cyclic_gc_paused():
+        for name, data in blobs:
+            rows = FileRows(name, collection, ecosystem or "unknown", max_message_chars)
+            _collect_file(partial(io.BytesIO, data), fmt, rows)
+    return collection
+
+
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _collect_file(opener: Callable[[], BinaryIO], fmt: str, rows: FileRows) -> None:
     """One file into the collection: the boundary no failure inside a file crosses.
 
     Whatever goes wrong (an I/O error, a value nested too deep, a bug) is one warning
     naming the file, and the file contributes what the rules for its format allow.
     """
     try:
-        _read_file(path, fmt, rows)
+        _read_file(opener, fmt, rows)
     except Exception as error:
         rows.fail(error)
     try:
@@ -111,9 +135,9 @@ def _collect_file(path: Path, fmt: str, rows: FileRows) -> None:
         rows.note_hidden_warnings()
 
 
-def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
+def _read_file(opener: Callable[[], BinaryIO], fmt: str, rows: FileRows) -> None:
     try:
-        stream = path.open("rb")
+        stream = opener()
     except OSError as error:
         rows.warn(None, f"cannot read: {why(error)}")
         return

@@ -67,7 +67,8 @@ class _LatestBatches:
             moment = dashboard.parse_time(latest["started_at"])
             if moment is not None:  # stored text that is not a time has no timestamp to report
                 started.add_metric([name], moment.timestamp())
-            rate.add_metric([name], latest["success_rate"])
+            if latest["passed"] + latest["failed"]:  # a batch that validated nothing has no rate to alert on
+                rate.add_metric([name], latest["success_rate"])
             for result in _RESULTS:
                 results.add_metric([name, result], latest[result])
             generation.add_metric([name], latest["generation_failed"])

@@ -249,8 +249,20 @@ def roll_up_run(db: Any, mark: str, run_id: int, ecosystem: str) -> None:
 Rows = list[tuple[Any, ...]]
 
 
+def _job_of(platforms: set[str]) -> dict[tuple[str, str], str]:
+    """(operating system, architecture) -> a run summary's platform job (`linux-x86_64`)."""
+    return {(name.split("-")[0], name.split("-")[-1]): name for name in platforms}
+
+
 def _tally(db: Any, mark: str, run_id: int, label: str) -> tuple[Rows, Rows]:
-    """The run's run_platforms and run_ecosystems rows, from its rows' counts and its unlisted results."""
+    """The run's run_platforms and run_ecosystems rows, from its rows' counts and its unlisted results.
+
+    Where a run summary added unlisted results on a platform job (`linux-x86_64`), the passes of its
+    fine platforms (`linux-alpine-musl-x86_64`) are not known, only the job's: the rows of those
+    platforms count under the job there, so no fine platform shows a rate made of its failures alone.
+    """
+    unlisted = db.execute(_UNLISTED.format(mark=mark), (run_id,)).fetchall()
+    jobs = _job_of({row[0] for row in unlisted})
     # Per ecosystem and platform: passed, failed, skipped, seconds.
     cells: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
     generation: dict[str, int] = defaultdict(int)
@@ -261,11 +273,12 @@ def _tally(db: Any, mark: str, run_id: int, label: str) -> tuple[Rows, Rows]:
         if stage == GENERATION:
             generation[eco] += count if result == "failed" else 0
             continue
-        cell = cells[eco, platform]
+        parts = platform.split("-")
+        cell = cells[eco, jobs.get((parts[0], parts[-1]), platform) if jobs and platform else platform]
         if result in _OUTCOMES:
             cell[_OUTCOMES.index(result)] += count
         cell[3] += seconds or 0.0
-    for platform, named_eco, *counts in db.execute(_UNLISTED.format(mark=mark), (run_id,)).fetchall():
+    for platform, named_eco, *counts in unlisted:
         eco = named_eco or label
         named.add(eco)
         cell = cells[eco, platform]
