@@ -133,6 +133,7 @@ def backfill(settings: Settings, reporter: Reporter, *, progress: TextIO | None 
     tally = Tally()
     began = shown = time.monotonic()
     session = None if settings.dry_run else session_for(settings.endpoint)
+    print(f"backfill: reading the history of {settings.repo}", file=progress, flush=True)
     try:
         for files in commit_files(settings):
             tally.commits += 1
