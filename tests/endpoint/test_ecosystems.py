@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from batch_metrics.endpoint.answers import dashboard, metrics
