@@ -181,7 +181,7 @@ function drawEcosystems(summary) {
     const at = link(when(latest.started_at), { run: String(latest.id), recipe: "" });
     at.className = "time";
     return row([link(item.ecosystem, { ecosystem: item.ecosystem }), at, rateOf(latest), latest.failed,
-      latest.generation_failed, item.runs_since_green, status]);
+      latest.generation_failed, item.runs_since_green || item.last_green_at ? item.runs_since_green : "—", status]);
   }), "No batches stored yet.");
 }
 
