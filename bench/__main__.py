@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench import collect, concurrency, dashboard, hostile, ingest, install, startup
+from bench import backfill, collect, concurrency, dashboard, hostile, ingest, install, startup
 from bench.measure import FULL, QUICK, BenchError, Row, Scale, machine, table
 
 WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
@@ -30,6 +30,7 @@ WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
     "concurrency": concurrency.run,
     "install": install.run,
     "dashboard": dashboard.run,
+    "backfill": backfill.run,
 }
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 

@@ -129,7 +129,8 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     for name in hostile:
         _assert_measured(rows[name])
     _assert_measured(_row(rows, "ingest, SQLite (", ": server peak memory per MiB of body"))
-    assert len(rows) == 8 + 6 + 2 + 5 + 2 + 2 * len(bench_dashboard.QUERY_NAMES) + len(hostile), list(rows)
+    _assert_measured(_row(rows, "backfill, ", ": wall time"))
+    assert len(rows) == 8 + 6 + 2 + 5 + 2 + 2 * len(bench_dashboard.QUERY_NAMES) + len(hostile) + 1, list(rows)
 
 
 def test_json_report_holds_the_raw_numbers_of_every_row(
