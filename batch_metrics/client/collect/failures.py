@@ -16,7 +16,7 @@ from typing import Any
 from batch_metrics.client.collect.categories import canonical, subcategory
 from batch_metrics.client.collect.rows import FileRows, bound_message, why
 from batch_metrics.client.collect.source import Source, keys_of, line_values
-from batch_metrics.client.collect.validation import names, record_row, text_of
+from batch_metrics.client.collect.validation import add_details, record_row, text_of
 
 GENERATION = "generation"
 
@@ -77,10 +77,7 @@ def _row(line: int, record: dict[str, Any], failure: dict[str, Any], rows: FileR
         "platform": record.get("environment"),
         "stage": GENERATION,
     }
-    found = text_of(failure.get("subcategory")) or subcategory(text, None)
-    if found:
-        row["error_subcategory"] = found
-    blocked_by = failure.get("blocked_by")
-    if blocked_by:
-        row["blocked_by"] = names(blocked_by)
+    add_details(
+        row, text_of(failure.get("subcategory")) or subcategory(text, None), failure.get("blocked_by")
+    )
     return row

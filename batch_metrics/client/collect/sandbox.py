@@ -21,7 +21,7 @@ from typing import Any
 from batch_metrics.client.collect.categories import canonical, subcategory
 from batch_metrics.client.collect.rows import FileRows, bound_message
 from batch_metrics.client.collect.source import Source, keys_of, line_values
-from batch_metrics.client.collect.validation import names, text_of
+from batch_metrics.client.collect.validation import add_details, text_of
 
 _NAME = re.compile(r"\.result-(?P<recipe>.+)-(?P<family>[A-Za-z0-9_]+)\.json")
 _ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "arm64": "arm64",
@@ -85,11 +85,7 @@ def _row(value: dict[str, Any], recipe: str, platform: str, rows: FileRows) -> d
     if category:
         row["error_category"] = category
     found = text_of(value.get("subcategory")) or subcategory(log or None, exit_code)
-    if found:
-        row["error_subcategory"] = found
-    missing = value.get("missing_recipes")
-    if missing:
-        row["blocked_by"] = names(missing)
+    add_details(row, found, value.get("missing_recipes"))
     return row
 
 

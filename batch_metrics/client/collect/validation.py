@@ -31,9 +31,15 @@ def text_of(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def names(value: object) -> list[str]:
-    """`blocked_by` as a list of names, whether the file gives a list or one name."""
-    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
+def add_details(row: dict[str, Any], subcategory: str | None, blocked_by: object) -> None:
+    """A failure's subcategory and `blocked_by` (a list of names, whether the file gives a list or one
+    name), each set only when there is one."""
+    if subcategory:
+        row["error_subcategory"] = subcategory
+    if blocked_by:
+        row["blocked_by"] = (
+            [str(item) for item in blocked_by] if isinstance(blocked_by, list) else [str(blocked_by)]
+        )
 
 
 def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
@@ -66,10 +72,7 @@ def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, A
             "blocked" if blocked_by else None if exit_code is None else f"exit_code_{exit_code}"
         )
         found = text_of(record.get("subcategory")) or subcategory(text_of(record.get("message")), exit_code)
-        if found:
-            row["error_subcategory"] = found
-        if blocked_by:
-            row["blocked_by"] = names(blocked_by)
+        add_details(row, found, blocked_by)
         message = record_message(exit_code, attempts, blocked_by)
         row["error_message"] = bound_message(message, rows.limit)
     stamp = record.get("timestamp")
