@@ -91,7 +91,10 @@ class RecipeResult(TypedDict):
         Annotated[list[str] | None, Field(description="Recipes whose absence blocked this one.")]
     ]
     attempts: NotRequired[
-        Annotated[Attempts, Field(description="How many times the validation ran before this result.")]
+        Annotated[
+            Attempts,
+            Field(description="How many times the validation ran for this result, when more than once."),
+        ]
     ]
     stage: NotRequired[
         Annotated[

@@ -44,7 +44,7 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         "result": result,
         "platform": record["platform"],
     }
-    if record.get("attempts"):
+    if record.get("attempts", 0) > 1:
         row["attempts"] = record["attempts"]
     if result == "failed":
         given = record.get("category")

@@ -9,7 +9,7 @@ def row:
   (if has("status") then {"pass": "passed", "fail": "failed", "skipped": "skipped"}[.status]
    elif .exit_code == 0 then "passed" else "failed" end) as $result
   | {recipe_name: .recipe, ecosystem: "bench", result: $result, platform: .platform}
-  + (if .attempts then {attempts: .attempts} else {} end)
+  + (if (.attempts // 0) > 1 then {attempts: .attempts} else {} end)
   + if $result == "failed" then
       {error_category: ((.category | if . then canonical else null end)
          // (if .blocked_by then "blocked" else "exit_code_\(.exit_code)" end)),

@@ -13,8 +13,11 @@ that order; else it keeps the `ecosystem` input (or `unknown`). docs/tsuku.md sa
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from batch_metrics.client.collect import Collection, CollectWarning
@@ -64,41 +67,53 @@ def merge_rows(
     collection: Collection, *, ecosystem_map: Mapping[str, str] | None = None,
     category_map: Mapping[str, str] | None = None, summary_ecosystem: str | None = None,
 ) -> Merged:  # fmt: skip
-    """The collection's rows (ready payloads' first), merged by key and attributed to ecosystems."""
-    unattributed = set(collection.unattributed)
+    """The collection's rows (ready payloads' first), merged by key and attributed to ecosystems.
+
+    One pass, a dictionary lookup a row; which rows still hold the default ecosystem is followed
+    only when something could name theirs (a row that names one, the summary, the map).
+    """
+    results = collection.results
+    tracked = bool(collection.payloads or collection.named or summary_ecosystem or ecosystem_map)
+    defaulted = bytearray(b"\x01") * len(results) if tracked else bytearray()  # 1: its file named none
+    for position in collection.named:
+        defaulted[position] = 0
+    if not collection.payloads and _all_distinct(results):  # the usual case, at C speed: nothing to merge
+        unnamed = set(compress(range(len(results)), defaulted))
+        return _finish(results, unnamed, [], 0, ecosystem_map, category_map, summary_ecosystem)
     kept: list[Any] = []
-    came_from: list[int] = []  # per kept row, its source's number in `files`
+    starts: list[int] = []  # where each source's rows start in `kept`
     files: list[tuple[str, str]] = []
     open_slots: set[int] = set()  # kept rows whose ecosystem is still the default
     slot_of: dict[tuple[Any, ...], int] = {}
     merged: dict[int, list[_Source]] = {}
+    keep, find = kept.append, slot_of.get
     for rows, start, path, fmt in _sources(collection):
-        number = len(files)
+        starts.append(len(kept))
         files.append((path, fmt))
         for offset, row in enumerate(rows):
-            own = start < 0 or start + offset not in unattributed
+            own = not tracked or start < 0 or not defaulted[start + offset]
             platform = row.get("platform")
-            key: tuple[Any, ...] = (row["recipe_name"], platform, row.get("stage"))
-            slot = slot_of.get(key) if platform else None
-            # Two files that name different ecosystems for it describe two results.
-            if (
-                slot is not None
-                and own
-                and slot not in open_slots
-                and kept[slot]["ecosystem"] != row["ecosystem"]
-            ):
-                key = (*key, row["ecosystem"])
-                slot = slot_of.get(key)
-            if slot is None:
-                if platform:
-                    slot_of[key] = len(kept)
+            if not platform:  # never merged: two rows without a platform may be two runs
                 if not own:
                     open_slots.add(len(kept))
-                kept.append(row)
-                came_from.append(number)
+                keep(row)
+                continue
+            key: tuple[Any, ...] = (row["recipe_name"], platform, row.get("stage"))
+            slot = find(key)
+            # Two files that name different ecosystems for it describe two results.
+            named = slot is not None and tracked and own and slot not in open_slots
+            if named and kept[slot]["ecosystem"] != row["ecosystem"]:  # type: ignore[index]
+                key = (*key, row["ecosystem"])
+                slot = find(key)
+            if slot is None:
+                slot_of[key] = len(kept)
+                if not own:
+                    open_slots.add(len(kept))
+                keep(row)
                 continue
             if slot not in merged:
-                merged[slot] = [(kept[slot], *files[came_from[slot]], slot not in open_slots)]
+                first = files[bisect_right(starts, slot) - 1]
+                merged[slot] = [(kept[slot], *first, slot not in open_slots)]
             merged[slot].append((row, path, fmt, own))
     warnings: list[CollectWarning] = []
     for slot, sources in merged.items():
@@ -108,6 +123,33 @@ def merge_rows(
     if len(warnings) > MAX_DISAGREEMENTS:
         hidden = len(warnings) - MAX_DISAGREEMENTS
         warnings = [*warnings[:MAX_DISAGREEMENTS], CollectWarning("", None, f"{hidden} more disagreements")]
+    folded = sum(len(sources) - 1 for sources in merged.values())
+    return _finish(kept, open_slots, warnings, folded, ecosystem_map, category_map, summary_ecosystem)
+
+
+_PLATFORM = methodcaller("get", "platform")
+_RECIPE = itemgetter("recipe_name")
+
+
+def _all_distinct(rows: list[Any]) -> bool:
+    """Whether no two rows share recipe and platform (rows without a platform included).
+
+    Rows of distinct recipes cannot share a key: that set of names, whose hashes the strings
+    keep, is checked first; only when a name repeats are the pairs built.
+    """
+    count = len(rows)
+    return (
+        len(set(map(_RECIPE, rows))) == count
+        or len(set(zip(map(_RECIPE, rows), map(_PLATFORM, rows), strict=True))) == count
+    )
+
+
+def _finish(
+    kept: list[Any], open_slots: set[int], warnings: list[CollectWarning], folded: int,
+    ecosystem_map: Mapping[str, str] | None, category_map: Mapping[str, str] | None,
+    summary_ecosystem: str | None,
+) -> Merged:  # fmt: skip
+    """The merged rows with ecosystems found for those still holding the default, categories renamed."""
     if open_slots:
         _attribute(kept, open_slots, ecosystem_map or {}, summary_ecosystem)
     if category_map:
@@ -115,7 +157,7 @@ def merge_rows(
             category = row.get("error_category")
             if category in category_map:
                 row["error_category"] = category_map[category]
-    return Merged(kept, warnings, sum(len(sources) - 1 for sources in merged.values()))
+    return Merged(kept, warnings, folded)
 
 
 def _rank(field_name: str, fmt: str) -> int:

@@ -70,7 +70,7 @@ def _row(line: int, record: dict[str, Any], failure: dict[str, Any], rows: FileR
     rows.stamp(line, failure.get("timestamp"))
     row = {
         "recipe_name": name,
-        "ecosystem": record.get("ecosystem") or prefix or rows.ecosystem,
+        "ecosystem": rows.name_ecosystem(record.get("ecosystem") or prefix),
         "result": "failed",
         "error_category": canonical(failure.get("category")),
         "error_message": bound_message(text, rows.limit) if isinstance(message, str) else message,

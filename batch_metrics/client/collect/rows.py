@@ -69,9 +69,9 @@ class Collection:
     payloads: list[BatchPayload] = field(default_factory=list)
     # Which file each run of rows came from, in order (client.merge names files with it).
     spans: list[Span] = field(default_factory=list)
-    # Positions in `results` of rows whose file named no ecosystem: they hold the default until
-    # client.merge finds theirs.
-    unattributed: list[int] = field(default_factory=list)
+    # Positions in `results` of rows whose file named their ecosystem; the others hold the default
+    # (the `ecosystem` input, else `unknown`) until client.merge finds theirs.
+    named: list[int] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
 
 
@@ -159,10 +159,8 @@ class FileRows:
     def __init__(self, display: str, collection: Collection, ecosystem: str, limit: int) -> None:
         self.display = display
         self.collection = collection
-        # What a collector writes for a row whose file names no ecosystem: `finish` gives it `fallback`
-        # and notes it in `Collection.unattributed`.
-        self.ecosystem: str | None = None
-        self.fallback = ecosystem
+        self.ecosystem = ecosystem  # for rows whose file names none
+        self.named: list[int] = []  # rows whose file named their ecosystem (`name_ecosystem`)
         self.fmt = ""  # the format it was read as, once known
         self.limit = limit
         self.rows: list[dict[str, Any]] = []
@@ -176,6 +174,13 @@ class FileRows:
         if self.warned < MAX_WARNINGS_PER_FILE:
             self.collection.warnings.append(CollectWarning(self.display, line, message))
         self.warned += 1
+
+    def name_ecosystem(self, named: object) -> object:
+        """The ecosystem of the row about to be added: the one its file names (noted), else the default."""
+        if named:
+            self.named.append(len(self.rows))
+            return named
+        return self.ecosystem
 
     def add(self, line: int | None, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -206,9 +211,7 @@ class FileRows:
         position among the file's rows.
         """
         rows = self.rows
-        unattributed = [index for index, row in enumerate(rows) if row.get("ecosystem") is None]
-        for index in unattributed:
-            rows[index]["ecosystem"] = self.fallback
+        named = self.named
         try:
             results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
@@ -223,12 +226,12 @@ class FileRows:
             results = RESULTS_VALIDATOR.validate_python(
                 [row for index, row in enumerate(rows) if index not in bad]
             )
-            unattributed = _kept_positions(unattributed, bad)
+            named = _kept_positions(named, bad)
         earliest = self._earliest()
         start = len(self.collection.results)
         if results:
             self.collection.spans.append(Span(start, self.display, self.fmt))
-            self.collection.unattributed.extend(start + index for index in unattributed)
+            self.collection.named.extend(start + index for index in named)
         self.collection.results.extend(results)
         if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
             self.collection.earliest = earliest

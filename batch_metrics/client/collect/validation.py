@@ -55,7 +55,7 @@ def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, A
         result = found
     row = {
         "recipe_name": record.get("recipe"),
-        "ecosystem": record.get("ecosystem") or rows.ecosystem,
+        "ecosystem": rows.name_ecosystem(record.get("ecosystem")),
         "result": result,
         "platform": record.get("platform"),
     }
@@ -64,7 +64,7 @@ def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, A
     if duration is not None:
         row["duration_seconds"] = duration
     attempts = record.get("attempts")
-    if type(attempts) is int and attempts >= 0:
+    if type(attempts) is int and attempts > 1:  # one attempt is the rule: said only when it took more
         row["attempts"] = attempts
     if result == "failed":
         blocked_by = record.get("blocked_by")
