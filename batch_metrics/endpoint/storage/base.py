@@ -145,17 +145,14 @@ def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any
     )  # fmt: skip
 
 
-def _names(blocked_by: list[str] | None) -> str | None:
-    """`blocked_by` as stored: a JSON array, or NULL."""
-    return json.dumps(blocked_by) if blocked_by else None
-
-
 def result_rows(run_id: int, payload: BatchPayload) -> Iterator[tuple[Any, ...]]:
-    """Rows in RESULT_COLUMNS order, made as the driver takes them (never all at once in memory)."""
+    """Rows in RESULT_COLUMNS order, made as the driver takes them (never all at once in memory);
+    `blocked_by` as a JSON array."""
     return (
         (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
          r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"),
-         r.get("error_subcategory"), _names(r.get("blocked_by")), r.get("attempts"), r.get("stage"))
+         r.get("error_subcategory"), json.dumps(blocked) if (blocked := r.get("blocked_by")) else None,
+         r.get("attempts"), r.get("stage"))
         for r in payload["results"]
     )  # fmt: skip
 
