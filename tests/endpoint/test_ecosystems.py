@@ -180,3 +180,17 @@ def test_the_whole_summary_keeps_its_shape(storage: Storage) -> None:
         "error_categories": dashboard.error_categories(storage, window),
         "flaky_recipes": dashboard.flaky_recipes(storage, window),
     })  # fmt: skip
+
+
+def test_a_field_of_migration_7_on_the_last_row_only_is_stored(storage: Storage) -> None:
+    """A batch whose rows carry none of them writes only the Worker's columns; one row is enough not to."""
+    results = [row(f"r{n}", "npm", "passed", "linux") for n in range(50)]
+    results.append(row("last", "npm", "failed", "linux", attempts=3, blocked_by=["x"], error_subcategory="s"))
+    run_id, _ = storage.insert_batch(batch(1, results), None)  # type: ignore[arg-type]
+    stored = storage.get_run(run_id)
+    assert stored is not None
+    last = stored["results"][-1]
+    assert (last["attempts"], last["blocked_by"], last["error_subcategory"]) == (3, ["x"], "s")
+    assert {(r["attempts"], r["blocked_by"], r["stage"]) for r in stored["results"][:-1]} == {
+        (None, None, None)
+    }

@@ -36,6 +36,9 @@ RESULT_COLUMNS = (
     "batch_run_id", "recipe_name", "ecosystem", "result", "error_category", "error_message",
     "duration_seconds", "platform", "error_subcategory", "blocked_by", "attempts", "stage",
 )  # fmt: skip
+# The Worker's columns and `platform`: all that a batch whose rows carry nothing more fills.
+BASIC_RESULT_COLUMNS = RESULT_COLUMNS[:8]
+_EXTENSIONS = frozenset(RESULT_COLUMNS[8:])
 _UNLISTED_COLUMNS = ("batch_run_id", "platform", "ecosystem", "passed", "failed", "skipped")
 # Advisory lock numbers (any constants): one migrator, and one roll-up writer, at a time.
 _MIGRATION_LOCK = 727270
@@ -145,9 +148,21 @@ def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any
     )  # fmt: skip
 
 
-def result_rows(run_id: int, payload: BatchPayload) -> Iterator[tuple[Any, ...]]:
-    """Rows in RESULT_COLUMNS order, made as the driver takes them (never all at once in memory);
-    `blocked_by` as a JSON array."""
+def result_columns(payload: BatchPayload) -> tuple[str, ...]:
+    """The columns the batch's rows fill: the basic ones unless a row carries a field migration 7
+    added (one pass at C speed; a batch without them writes no column of NULLs)."""
+    return BASIC_RESULT_COLUMNS if all(map(_EXTENSIONS.isdisjoint, payload["results"])) else RESULT_COLUMNS
+
+
+def result_rows(run_id: int, payload: BatchPayload, columns: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """Rows in `columns` order (`result_columns`), made as the driver takes them (never all at once in
+    memory); `blocked_by` as a JSON array."""
+    if columns == BASIC_RESULT_COLUMNS:
+        return (
+            (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
+             r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
+            for r in payload["results"]
+        )  # fmt: skip
     return (
         (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
          r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"),
@@ -201,8 +216,8 @@ class SQLStorage(ABC):
         """A connection for reading."""
 
     @abstractmethod
-    def _insert_results(self, db: Any, rows: Iterator[tuple[Any, ...]]) -> None:
-        """Bulk-load result rows inside the open transaction."""
+    def _insert_results(self, db: Any, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> None:
+        """Bulk-load result rows (values of `columns`) inside the open transaction."""
 
     @abstractmethod
     def _has_table(self, db: Any, name: str) -> bool: ...
@@ -261,7 +276,8 @@ class SQLStorage(ABC):
                 return int(existing[0]), True
             run_id = int(row[0])
             if payload["results"]:
-                self._insert_results(db, result_rows(run_id, payload))
+                columns = result_columns(payload)
+                self._insert_results(db, columns, result_rows(run_id, payload, columns))
             unlisted = payload.get("unlisted")
             if unlisted:
                 db.cursor().executemany(self._sql(_UNLISTED_INSERT), [

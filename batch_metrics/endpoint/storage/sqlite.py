@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.base import SQLStorage
 
 
 class SQLiteStorage(SQLStorage):
@@ -79,10 +79,11 @@ class SQLiteStorage(SQLStorage):
             is not None
         )
 
-    def _insert_results(self, db: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) -> None:
+    def _insert_results(
+        self, db: sqlite3.Connection, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
+    ) -> None:
         db.executemany(
-            f"INSERT INTO recipe_results ({', '.join(RESULT_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
+            f"INSERT INTO recipe_results ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             rows,
         )
 
