@@ -1,4 +1,5 @@
-"""The `batch-metrics` command: `run` (the action's job), `upload`, `serve`, `token`, `migrate`, `schema`.
+"""The `batch-metrics` command: `run` (the action's job), `upload`, `backfill`, `serve`, `token`, `migrate`,
+`schema`.
 
 Thin commands over one orchestrator each (`client.job`, `client.resend`, `endpoint.serving`),
 each imported only by its own command: `run --dry-run` never loads the HTTP client, and no client
@@ -12,6 +13,7 @@ import argparse
 import os
 import re
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "results": args.results,
             "format": args.format,
             "ecosystem": args.ecosystem,
+            "changed-since": args.changed_since,
+            "ecosystem-map": args.ecosystem_map,
+            "category-map": args.category_map,
             "batch-id": args.batch_id,
             "started-at": args.started_at,
             "payload-path": args.payload_path,
@@ -88,6 +93,44 @@ def cmd_upload(args: argparse.Namespace) -> int:
         fail_on_error=args.fail_on_error,
         env=os.environ,
     )
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from batch_metrics.client.actions import Reporter, read_token
+    from batch_metrics.client.backfill import DEFAULT_RESULTS, Settings, backfill
+    from batch_metrics.client.gitlog import GitError
+    from batch_metrics.client.mappings import ecosystem_map, parse_lines
+
+    env = os.environ
+    reporter = Reporter(env)
+    token, token_problem = read_token(args.token_file, env)
+    reporter.mask(token)
+    endpoint = args.endpoint or env.get(ENDPOINT_ENV, "")
+    if not args.dry_run and (token_problem or not endpoint or not token):
+        wanted = (
+            f"give --endpoint (or ${ENDPOINT_ENV}) and a token (${TOKEN_ENV} or --token-file), or --dry-run"
+        )
+        print(f"batch-metrics backfill: {token_problem or wanted}", file=sys.stderr)
+        return 2
+    ecosystems, problems = ecosystem_map(args.ecosystem_map or "", Path.cwd())
+    categories, more = parse_lines(args.category_map or "", "category-map")
+    for problem in problems + more:
+        reporter.warning(problem)
+    settings = Settings(
+        repo=Path(args.repo), revisions=args.revisions, results=args.results or DEFAULT_RESULTS,
+        endpoint=endpoint, token=token, ecosystem=args.ecosystem, ecosystem_map=ecosystems,
+        category_map=categories, payload_dir=Path(args.payload_dir) if args.payload_dir else None,
+        dry_run=args.dry_run, timeout=args.timeout, retries=args.retries,
+    )  # fmt: skip
+    began = time.monotonic()
+    try:
+        tally = backfill(settings, reporter)
+    except GitError as error:
+        print(f"batch-metrics backfill: {error}", file=sys.stderr)
+        return 2
+    print(f"backfill: {tally} in {time.monotonic() - began:.1f} s")
+    troubled = tally.outcomes["failed"] or problems or more
+    return 1 if troubled and args.fail_on_error else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -229,8 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--auth", help="auto (the token, else the job's OIDC ID token), token or oidc")
     run.add_argument("--audience", help="the OIDC token's audience (default: the endpoint's URL)")
     run.add_argument("--results", help="newline-separated globs relative to the workspace (`!` excludes)")
-    run.add_argument("--format", help="auto, payload, validation-results, ndjson, failure-records or junit")
+    run.add_argument(
+        "--format", help="auto, payload, validation-results, ndjson, failure-records, junit, run-summary or "
+        "sandbox-result",
+    )  # fmt: skip
     run.add_argument("--ecosystem", help="ecosystem for rows that do not name one")
+    run.add_argument("--changed-since", help="git revision: read only matched files new or changed since it")
+    run.add_argument("--ecosystem-map", help="recipe=ecosystem lines, or a JSON file of them")
+    run.add_argument("--category-map", help="from=to lines renaming error categories")
     run.add_argument("--batch-id", help="batch id (default: unique per workflow run and attempt)")
     run.add_argument("--started-at", help="RFC 3339 start time (default: earliest timestamp seen)")
     run.add_argument("--payload-path", help="where to write the payload (relative to the workspace)")
@@ -256,6 +305,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--retries", type=_count, default=3, help="retries after the first attempt")
     up.add_argument("--fail-on-error", action="store_true", help="exit 1 when the upload fails")
     up.set_defaults(handler=cmd_upload)
+
+    back = commands.add_parser(
+        "backfill", help="load a git history of committed batch data, one batch per batch commit",
+        description="One batch per commit that adds a run summary, made of the files it added (or appended "
+        "to) under --results; stored once however often it is run (docs/tsuku.md).",
+    )  # fmt: skip
+    back.add_argument("--repo", default=".", help="a git checkout or bare clone (default: .)")
+    back.add_argument("--range", dest="revisions", metavar="REVISIONS",
+                      help="the commits to read, e.g. v1..main (default: all of HEAD's history)")  # fmt: skip
+    back.add_argument("--results", help="newline-separated globs of the batch files, relative to the "
+                      "repository (default: data/metrics/** and data/failures/**)")  # fmt: skip
+    back.add_argument("--endpoint", help=f"base URL (default: ${ENDPOINT_ENV})")
+    back.add_argument("--token-file", help=f"file holding the token (default: ${TOKEN_ENV})")
+    back.add_argument("--ecosystem", help="label of every batch, and ecosystem of rows that name none")
+    back.add_argument("--ecosystem-map", help="recipe=ecosystem lines, or a JSON file of them")
+    back.add_argument("--category-map", help="from=to lines renaming error categories")
+    back.add_argument("--payload-dir", help="also write each batch's payload here, named by its commit")
+    back.add_argument("--dry-run", action="store_true", help="build and count the batches, send nothing")
+    back.add_argument("--timeout", type=_positive, default=30.0, help="seconds per HTTP attempt")
+    back.add_argument("--retries", type=_count, default=3, help="retries after the first attempt")
+    back.add_argument("--fail-on-error", action="store_true", help="exit 1 when a batch is not stored")
+    back.set_defaults(handler=cmd_backfill)
 
     serve = commands.add_parser("serve", help="run the endpoint (SQLite or PostgreSQL)")
     serve.add_argument("--host", default="127.0.0.1")

@@ -39,6 +39,10 @@ MAX_RESULT = 32
 MAX_ERROR_CATEGORY = 256
 MAX_ERROR_MESSAGE = 4096
 MAX_PLATFORM = 96
+MAX_BLOCKED_BY = 64  # recipes named as blocking one result
+MAX_SUMMARY_ENTRIES = 64  # platforms, and ecosystems, a run summary names
+MAX_SOURCE = 1024  # a file's path in the workspace
+MAX_URL = 2048
 MAX_TIME_TEXT = 64
 # Counts are stored in INTEGER columns: 32-bit on PostgreSQL.
 MAX_COUNT = 2**31 - 1
@@ -55,8 +59,11 @@ CLOCK_SKEW = timedelta(days=1)
 def none_to_zero(value: Any) -> Any:
     """`null` is 0 ("not given", as the Worker stores it); a boolean or numeric string is a client bug,
     refused with a 400 naming it. Anything else goes on to the number's own validation."""
-    if value is None:
-        return 0
+    return 0 if value is None else no_text(value)
+
+
+def no_text(value: Any) -> Any:
+    """A boolean or numeric string where a number belongs is a client bug, refused with a 400 naming it."""
     if isinstance(value, bool | str):
         raise PydanticCustomError("number_type", "Input should be a number")
     return value
@@ -80,6 +87,12 @@ ResultText = Annotated[str, Field(min_length=1, max_length=MAX_RESULT)]
 ErrorCategory = Annotated[str, Field(max_length=MAX_ERROR_CATEGORY)] | None
 ErrorMessage = Annotated[str, Field(max_length=MAX_ERROR_MESSAGE)] | None
 Platform = Annotated[str, Field(max_length=MAX_PLATFORM)] | None
+Stage = Annotated[str, Field(max_length=MAX_RESULT)] | None
+_ENTRIES = Field(max_length=MAX_SUMMARY_ENTRIES)
+BlockedBy = Annotated[
+    list[Annotated[str, Field(max_length=MAX_RECIPE_NAME)]], Field(max_length=MAX_BLOCKED_BY)
+]
+Attempts = Annotated[_Count | None, BeforeValidator(no_text, json_schema_input_type=_Count | None)]
 
 
 def time_window_problem(moment: datetime, now: datetime | None = None) -> str | None:
@@ -140,6 +153,87 @@ class RecipeResult(TypedDict):
             ),
         ]
     ]
+    # The fields below are unknown to the Worker too, which ignores them.
+    error_subcategory: NotRequired[
+        Annotated[ErrorCategory, Field(description="Detail within `error_category`, e.g. `verify_failed`.")]
+    ]
+    blocked_by: NotRequired[
+        Annotated[BlockedBy | None, Field(description="Recipes whose absence blocked this one.")]
+    ]
+    attempts: NotRequired[
+        Annotated[
+            Attempts,
+            Field(description="How many times the validation ran for this result, when more than once."),
+        ]
+    ]
+    stage: NotRequired[
+        Annotated[
+            Stage,
+            Field(
+                description="`generation` for a failure to generate the recipe (counted apart: not in "
+                "`passed`/`failed`/`skipped` or any rate); absent or `validation` for a platform validation."
+            ),
+        ]
+    ]
+
+
+@with_config(_WIRE_CONFIG)
+class UnlistedResults(TypedDict):
+    """Results a run summary counts on a platform that no row names (the committed history names only
+    failures): counted in every total and rate, but with no recipe."""
+
+    platform: Annotated[str, Field(min_length=1, max_length=MAX_PLATFORM)]
+    ecosystem: NotRequired[
+        Annotated[
+            Ecosystem | None,
+            Field(description="Absent when the files do not say: the batch's own `ecosystem` then."),
+        ]
+    ]
+    passed: NotRequired[Count]
+    failed: NotRequired[Count]
+    skipped: NotRequired[Count]
+
+
+@with_config(_WIRE_CONFIG)
+class PlatformTotals(TypedDict):
+    """One platform job's validations, as a run summary counts them."""
+
+    tested: NotRequired[Count]
+    passed: NotRequired[Count]
+    failed: NotRequired[Count]
+
+
+@with_config(_WIRE_CONFIG)
+class RunSummary(TypedDict):
+    """The pipeline's own account of the batch (tsuku's `data/metrics/batch-runs-<ts>.jsonl`), kept whole:
+    generation (`ecosystems`, `generated`, `total`, `merged`, `excluded`, `constrained`) apart from
+    platform validation (`platforms`)."""
+
+    source: NotRequired[
+        Annotated[str | None, Field(max_length=MAX_SOURCE, description="The file it was read from.")]
+    ]
+    batch_id: NotRequired[
+        Annotated[str | None, Field(max_length=MAX_BATCH_ID, description="The pipeline's own batch id.")]
+    ]
+    platforms: NotRequired[
+        Annotated[dict[Annotated[str, Field(max_length=MAX_PLATFORM)], PlatformTotals], _ENTRIES] | None
+    ]
+    ecosystems: NotRequired[
+        Annotated[
+            Annotated[dict[Annotated[str, Field(max_length=MAX_ECOSYSTEM)], Count], _ENTRIES] | None,
+            Field(description="Packages taken from the queue, per ecosystem."),
+        ]
+    ]
+    ecosystem: NotRequired[
+        Annotated[Ecosystem | None, Field(description="Older summaries name one ecosystem, without a count.")]
+    ]
+    generated: NotRequired[Count]
+    total: NotRequired[Count]
+    merged: NotRequired[Count]
+    excluded: NotRequired[Count]
+    constrained: NotRequired[Count]
+    timestamp: NotRequired[Annotated[str, Field(max_length=MAX_TIME_TEXT)] | None]
+    duration_seconds: NotRequired[Seconds]
 
 
 @with_config(_WIRE_CONFIG)
@@ -159,7 +253,7 @@ class BatchPayload(TypedDict):
     linux_minutes: NotRequired[Minutes]
     run_url: NotRequired[
         Annotated[
-            str | None,
+            Annotated[str, Field(max_length=MAX_URL)] | None,
             Field(
                 description="The CI run's page "
                 "(`$GITHUB_SERVER_URL/<repository>/actions/runs/<id>/attempts/<n>`), linked from the "
@@ -168,6 +262,9 @@ class BatchPayload(TypedDict):
         ]
     ]
     results: list[RecipeResult]
+    # Unknown to the Worker, which ignores them.
+    unlisted: NotRequired[list[UnlistedResults] | None]
+    run_summary: NotRequired[RunSummary | None]
 
 
 class BatchCreated(BaseModel):
@@ -188,6 +285,10 @@ class StoredResult(BaseModel):
     error_message: str | None
     duration_seconds: float
     platform: str | None
+    error_subcategory: str | None = None
+    blocked_by: list[str] | None = None
+    attempts: int | None = None
+    stage: str | None = None
 
 
 class RunUploader(BaseModel):
@@ -233,6 +334,8 @@ class StoredRunWithResults(StoredRun):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page of results; null on the last page."
     )
+    run_summary: RunSummary | None = None
+    unlisted: list[UnlistedResults] = Field(default_factory=list)
 
 
 class RunPage(BaseModel):
@@ -269,6 +372,7 @@ PAYLOAD_ADAPTER: TypeAdapter[BatchPayload] = TypeAdapter(BatchPayload)
 PAYLOAD_VALIDATOR = PAYLOAD_ADAPTER.validator
 PAYLOAD_SERIALIZER = PAYLOAD_ADAPTER.serializer
 RESULTS_VALIDATOR = TypeAdapter(list[RecipeResult]).validator
+RUN_SUMMARY_VALIDATOR = TypeAdapter(RunSummary).validator
 
 
 def payload_json_schema() -> dict[str, Any]:

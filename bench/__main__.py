@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench import auth, collect, concurrency, dashboard, hostile, ingest, install, runread, startup
+from bench import auth, backfill, collect, concurrency, dashboard, hostile, ingest, install, runread, startup
 from bench.measure import FULL, QUICK, BenchError, Row, Scale, machine, table
 
 WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
@@ -32,6 +32,7 @@ WORKLOADS: dict[str, Callable[[Scale, Path], list[Row]]] = {
     "dashboard": dashboard.run,
     "auth": auth.run,
     "runread": runread.run,
+    "backfill": backfill.run,
 }
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 

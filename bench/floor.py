@@ -25,6 +25,11 @@ ECOSYSTEM = "bench"
 STARTED_AT = "2026-02-19T14:31:25Z"
 COMPLETED_AT = "2026-02-19T15:02:10Z"
 _RESULTS = {"pass": "passed", "fail": "failed", "skipped": "skipped"}
+# tsuku's canonical categories and the subcategory of a failure with no message, by exit code.
+_CANONICAL = {"api_error": "network_error", "validation_failed": "install_failed", "timeout": "network_error",
+              "deterministic_insufficient": "generation_failed", "deterministic": "generation_failed",
+              "network": "network_error"}  # fmt: skip
+_SUBCATEGORIES = {6: "install_failed", 7: "verify_failed", 9: "deterministic_failed"}
 
 
 def record_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -39,9 +44,18 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         "result": result,
         "platform": record["platform"],
     }
+    if record.get("attempts", 0) > 1:
+        row["attempts"] = record["attempts"]
     if result == "failed":
-        category = record.get("category") or ("blocked" if record.get("blocked_by") else None)
+        given = record.get("category")
+        category = (_CANONICAL.get(given, given) if given else None) or (
+            "blocked" if record.get("blocked_by") else None
+        )
         row["error_category"] = category or f"exit_code_{record['exit_code']}"
+        if record["exit_code"] in _SUBCATEGORIES:
+            row["error_subcategory"] = _SUBCATEGORIES[record["exit_code"]]
+        if record.get("blocked_by"):
+            row["blocked_by"] = record["blocked_by"]
         message = f"exit code {record['exit_code']}"
         if record.get("attempts"):
             message += f" after {record['attempts']} attempt(s)"

@@ -14,6 +14,7 @@ The contenders take turns; the first round warms each of them up and is not kept
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import statistics
 import time
@@ -51,7 +52,9 @@ def _result_values(rows: list[dict[str, Any]]) -> Rows:
     """The rows as the storage layer binds them, minus the run id known only once the run is in."""
     return [
         (row["recipe_name"], row["ecosystem"], row["result"], row.get("error_category"),
-         row.get("error_message"), row.get("duration_seconds") or 0.0, row.get("platform"))
+         row.get("error_message"), row.get("duration_seconds") or 0.0, row.get("platform"),
+         row.get("error_subcategory"), json.dumps(row["blocked_by"]) if row.get("blocked_by") else None,
+         row.get("attempts"), row.get("stage"))
         for row in rows
     ]  # fmt: skip
 

@@ -135,9 +135,10 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     memory = _row(rows, run_read, ": server peak memory growth")
     _assert_measured(memory)
     assert memory[3] == "< 100 MiB", memory
+    _assert_measured(_row(rows, "backfill, ", ": wall time"))
     fixed = 8 + 6 + 2 + 5 + 2 + 2  # the last 2: run read
-    dashboard, auth = 2 * len(bench_dashboard.QUERY_NAMES), 1
-    assert len(rows) == fixed + dashboard + len(hostile) + auth, list(rows)
+    dashboard, auth, backfill = 2 * len(bench_dashboard.QUERY_NAMES), 1, 1
+    assert len(rows) == fixed + dashboard + len(hostile) + auth + backfill, list(rows)
 
 
 def test_json_report_holds_the_raw_numbers_of_every_row(

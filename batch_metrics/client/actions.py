@@ -37,6 +37,9 @@ INPUT_DEFAULTS: dict[str, str] = {
     "results": "**/validation-results-*.json",
     "format": "auto",
     "ecosystem": "",
+    "changed-since": "",
+    "ecosystem-map": "",
+    "category-map": "",
     "batch-id": "",
     "started-at": "",
     "fail-on-error": "false",
@@ -71,6 +74,9 @@ class Inputs:
     results: str
     format: str
     ecosystem: str | None
+    changed_since: str | None
+    ecosystem_map: str
+    category_map: str
     batch_id: str | None
     started_at: str | None
     fail_on_error: bool
@@ -173,6 +179,9 @@ def read_inputs(
             results=given["results"],
             format=fmt,
             ecosystem=text("ecosystem", "using the ecosystem the rows name", MAX_ECOSYSTEM),
+            changed_since=text("changed-since", "reading every matched file"),
+            ecosystem_map=text("ecosystem-map", "using no mapping") or "",
+            category_map=text("category-map", "using no mapping") or "",
             batch_id=text("batch-id", "using the default batch id", MAX_BATCH_ID),
             started_at=moment("started-at"),
             fail_on_error=flag("fail-on-error"),

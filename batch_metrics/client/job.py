@@ -33,6 +33,7 @@ from batch_metrics.client.disk import (
     reason,
     write_bytes,
 )
+from batch_metrics.client.mappings import ecosystem_map, parse_lines
 from batch_metrics.client.payload import build_payload, payload_bytes, redact_messages
 from batch_metrics.client.summary import render_summary, write_summary
 
@@ -77,9 +78,9 @@ class Job:
         collection = Collection() if workspace_missing else self.collect()
         for note in collection.skipped:
             self.reporter.info(note)
-        self.reporter.file_warnings(collection.warnings)
         self.keep_results(collection)
-        payload = self.build(collection)
+        payload = self.build(collection)  # merging and the run summary add their warnings
+        self.reporter.file_warnings(collection.warnings)
         body = payload_bytes(payload)
         written = self.save(body, self.payload_path)
         self.reporter.info(
@@ -112,7 +113,7 @@ class Job:
 
         return collect(
             self.inputs.results, self.workspace, fmt=self.inputs.format, ecosystem=self.inputs.ecosystem,
-            skip=skip,
+            skip=skip, changed_since=self.inputs.changed_since,
         )  # fmt: skip
 
     def keep_results(self, collection: Collection) -> None:
@@ -129,19 +130,24 @@ class Job:
 
     def build(self, collection: Collection) -> BatchPayload:
         inputs = self.inputs
+        ecosystems, problems = ecosystem_map(inputs.ecosystem_map, self.workspace)
+        categories, more = parse_lines(inputs.category_map, "category-map")
+        for problem in problems + more:
+            self.warn(problem)
         payload = build_payload(
             collection,
             ecosystem=inputs.ecosystem,
             batch_id=inputs.batch_id,
             started_at=inputs.started_at,
             env=self.env,
+            ecosystem_map=ecosystems,
+            category_map=categories,
         )
         redact_messages(payload["results"], self.reporter.redact)
-        label = payload["ecosystem"]
-        if not inputs.ecosystem and label in ("mixed", "unknown") and payload["results"]:
-            why = "(its rows name several ecosystems)" if label == "mixed" else "(no row names one)"
+        # Rows that name several ecosystems need no warning: the dashboard groups by the rows' own.
+        if not inputs.ecosystem and payload["ecosystem"] == "unknown" and payload["results"]:
             self.warn(
-                f"input ecosystem is not set, so the batch is stored as {label!r} {why}; "
+                "input ecosystem is not set, so the batch is stored as 'unknown' (no row names one); "
                 "set ecosystem to the one this batch validates"
             )
         return payload

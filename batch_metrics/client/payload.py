@@ -2,22 +2,27 @@
 
 Definitions (docs/counting.md explains them to users):
 
-- one result row is one recipe validated on one platform;
-- `total_recipes` = the number of rows = `passed` + `failed` + `skipped`;
+- one result row is one recipe validated on one platform; rows that describe the same result
+  are merged first (client.merge), and rows of the generation stage (`stage: generation`, tsuku's
+  failure records) are counted apart, in none of the numbers below;
+- `total_recipes` = the validation rows plus the unlisted results (what a run summary counts
+  beyond the rows, client.reconcile) = `passed` + `failed` + `skipped`;
 - `success_rate` = passed / (passed + failed), rounded to 4 decimals: skipped rows
   are left out, and a batch where nothing ran (no passed or failed row) has 0.0;
 - `macos_minutes` / `linux_minutes` = the summed `duration_seconds` of the rows whose
   platform starts with `darwin`, `macos` or `osx` / with `linux`, in minutes, rounded
   to 4 decimals; rows on other platforms (Windows, none given) count in neither;
 - `ecosystem` = the `ecosystem` argument, else the one ecosystem all rows share,
-  `mixed` when they name several, `unknown` when there are no rows;
+  `mixed` when they name several; with no row, the one the run summary names (`mixed` for
+  several), else `unknown`;
 - `started_at` = the `started_at` argument (RFC 3339, normalised to UTC), else the
-  earliest timestamp in the inputs, else now; `completed_at` = now; both are written
+  earliest of the inputs' timestamps and the run summary's `timestamp - duration_seconds`,
+  else now; `completed_at` = the run summary's `timestamp`, else now; both are written
   as RFC 3339 UTC with `Z`;
 - `batch_id` = the argument, else `default_batch_id(env)`;
 - `run_url` = the CI run's page under GitHub Actions (`run_url(env)`), which the dashboard links.
 
-A collection holding exactly one ready payload and no other rows is sent as it is:
+A collection holding exactly one ready payload and no other rows or summary is sent as it is:
 the fields it lacks (`completed_at`, and totals, rate or minutes left out) are filled
 in as above, and only an explicit `batch_id`, `ecosystem` or `started_at` argument
 replaces its own. Ready payloads found beside other inputs lend their rows to the
@@ -30,14 +35,16 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from batch_metrics.client.collect import Collection, bound_message
+from batch_metrics.client.collect import Collection, bound_message, parse_timestamp
 from batch_metrics.client.collect.bounds import HEADER_TEXTS, bound_texts
+from batch_metrics.client.merge import merge_rows
+from batch_metrics.client.reconcile import GENERATION, Reconciled, one_ecosystem, reconcile, the_summary
 from batch_metrics.models import (
     MAX_ERROR_MESSAGE,
     MAX_MINUTES,
@@ -49,7 +56,7 @@ from batch_metrics.models import (
 )
 
 if TYPE_CHECKING:
-    from batch_metrics.models import BatchPayload, RecipeResult
+    from batch_metrics.models import BatchPayload, RecipeResult, RunSummary, UnlistedResults
 
 _MACOS_PREFIXES = ("darwin", "macos", "osx")
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
@@ -86,17 +93,28 @@ def run_url(env: Mapping[str, str]) -> str | None:
     return f"{url}/attempts/{attempt}" if attempt else url
 
 
-def batch_ecosystem(results: list[RecipeResult]) -> str:
-    """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none."""
+def batch_ecosystem(
+    results: list[RecipeResult], unlisted: Sequence[UnlistedResults] = (), summary: RunSummary | None = None
+) -> str:
+    """The one ecosystem every row shares, `mixed` when they differ, `unknown` when there are none;
+    with no row, the ecosystems the run summary names."""
     ecosystems = {row["ecosystem"] for row in results}
+    ecosystems.update(entry.get("ecosystem") or "" for entry in unlisted if entry.get("ecosystem"))
+    if not ecosystems and summary:
+        ecosystems = set(summary.get("ecosystems") or {}) | {summary.get("ecosystem") or ""}
+        ecosystems.discard("")
     if len(ecosystems) == 1:
         return ecosystems.pop()
     return "mixed" if ecosystems else "unknown"
 
 
-def batch_totals(results: list[RecipeResult]) -> dict[str, Any]:
+def batch_totals(results: list[RecipeResult], unlisted: Sequence[UnlistedResults] = ()) -> dict[str, Any]:
     """The counts, success rate and runner minutes of a batch, as defined in the module docstring."""
     counts = Counter(map(itemgetter("result"), results))
+    generation = [row["result"] for row in results if "stage" in row and row["stage"] == GENERATION]
+    counts.subtract(generation)
+    for entry in unlisted:
+        counts.update({outcome: entry.get(outcome) or 0 for outcome in ("passed", "failed", "skipped")})
     passed, failed = counts["passed"], counts["failed"]
     macos = linux = 0.0
     for row in results:
@@ -108,7 +126,7 @@ def batch_totals(results: list[RecipeResult]) -> dict[str, Any]:
             elif platform.startswith("linux"):
                 linux += seconds
     return {
-        "total_recipes": len(results),
+        "total_recipes": sum(counts.values()),
         "passed": passed,
         "failed": failed,
         "skipped": counts["skipped"],
@@ -126,28 +144,57 @@ def build_payload(
     started_at: str | None = None,
     env: Mapping[str, str] = _NO_ENV,
     now: datetime | None = None,
+    ecosystem_map: Mapping[str, str] | None = None,
+    category_map: Mapping[str, str] | None = None,
 ) -> BatchPayload:
     """The batch to send. `env` is where the default batch id looks for GitHub's variables.
 
-    Raises ValueError when `started_at` is given but is not RFC 3339.
+    Merging rows and checking them against the run summary warn about what they find: the
+    warnings join `collection.warnings`. Raises ValueError when `started_at` is given but is not
+    RFC 3339.
     """
     now = now or datetime.now(UTC)
     start = rfc3339(parse_rfc3339(started_at)) if started_at else None
-    if len(collection.payloads) == 1 and not collection.results:
+    if len(collection.payloads) == 1 and not collection.results and not collection.summaries:
         return _complete(collection.payloads[0], ecosystem, batch_id, start, now, run_url(env))
 
-    results = [row for payload in collection.payloads for row in payload["results"]]
-    results += collection.results
-    header = {
+    summary, warnings = the_summary(collection)
+    merged = merge_rows(
+        collection, ecosystem_map=ecosystem_map, category_map=category_map,
+        summary_ecosystem=one_ecosystem(summary.values) if summary else None,
+    )  # fmt: skip
+    results = merged.results
+    checked = reconcile(results, summary) if summary else Reconciled()
+    collection.warnings.extend([*warnings, *merged.warnings, *checked.warnings])
+    told = summary.values if summary else None
+    began, ended = _summary_times(told)
+    earliest = min(filter(None, (collection.earliest, began)), default=None)
+    header: dict[str, Any] = {
         "batch_id": batch_id or default_batch_id(env),
-        "ecosystem": ecosystem or batch_ecosystem(results),
-        "started_at": start or rfc3339(collection.earliest or now),
-        "completed_at": rfc3339(now),
-        **batch_totals(results),
+        "ecosystem": ecosystem or batch_ecosystem(results, checked.unlisted, told),
+        "started_at": start or rfc3339(earliest or now),
+        "completed_at": rfc3339(ended or now),
+        **batch_totals(results, checked.unlisted),
     }
     if url := run_url(env):
         header["run_url"] = url
+    if checked.unlisted:
+        header["unlisted"] = checked.unlisted
+    if told:
+        header["run_summary"] = told
     return _with_rows(header, results)
+
+
+def _summary_times(summary: RunSummary | None) -> tuple[datetime | None, datetime | None]:
+    """When the summarised run began (`timestamp - duration_seconds`) and ended (`timestamp`)."""
+    ended = parse_timestamp(summary.get("timestamp")) if summary else None
+    if ended is None or summary is None:
+        return None, None
+    seconds = summary.get("duration_seconds") or 0.0
+    try:
+        return ended - timedelta(seconds=seconds), ended
+    except OverflowError:
+        return ended, ended
 
 
 def _complete(

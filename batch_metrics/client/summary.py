@@ -68,9 +68,19 @@ def render_summary(
         f"| {show(payload['ecosystem'])} | " + " | ".join(map(str, counts)) + f" | {rate:.1%} |",
         "",
     ]
+    # Platform validations: rows of the generation stage are counted apart, unlisted results added.
+    validations = [row for row in payload["results"] if row.get("stage") != "generation"]
+    generation = len(payload["results"]) - len(validations)
+    if generation:
+        lines += [f"Generation failures (not platform validations): {generation}", ""]
     groups: Counter[tuple[str, str, str]] = Counter(
-        (row["ecosystem"], row.get("platform") or "—", row["result"]) for row in payload["results"]
+        (row["ecosystem"], row.get("platform") or "—", row["result"]) for row in validations
     )
+    for entry in payload.get("unlisted") or ():
+        eco = entry.get("ecosystem") or payload["ecosystem"]
+        counted = (entry.get("passed") or 0, entry.get("failed") or 0, entry.get("skipped") or 0)
+        for result, count in zip(("passed", "failed", "skipped"), counted, strict=True):
+            groups[eco, entry["platform"], result] += count
     keys = sorted({(eco, platform) for eco, platform, _ in groups})
     if keys:
         lines += [

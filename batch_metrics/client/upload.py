@@ -39,6 +39,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -215,14 +216,23 @@ def _run_name(run_id: int | None) -> str:
     return f"batch run {run_id}" if run_id is not None else "a batch run (the endpoint did not say which)"
 
 
-def bearer_request(method: str, url: str, token: str, limit: float, **options: Any) -> Answer:
+def session_for(url: str) -> requests.Session:
+    """A session for `url`: off, `trust_env` reads no proxy from the environment (the CA bundle is
+    passed with each request either way)."""
+    http = requests.Session()
+    http.trust_env = not goes_direct(url)
+    return http
+
+
+def bearer_request(
+    method: str, url: str, token: str, limit: float, kept: requests.Session | None = None, **options: Any
+) -> Answer:
     """One request with `token` as bearer (no redirect followed, no proxy for loopback or plain http),
-    with requests' per-operation timeouts cut to `limit` (the caller bounds the total)."""
-    direct = goes_direct(url)
-    with requests.Session() as http:
-        # Off, requests reads no proxy from the environment; the CA bundle is passed below either way.
-        http.trust_env = not direct
-        with http.request(
+    with requests' per-operation timeouts cut to `limit` (the caller bounds the total); on the `kept`
+    session (its connection kept alive for the next request) when there is one."""
+    with (
+        nullcontext(kept) if kept is not None else session_for(url) as http,
+        http.request(
             method,
             url,
             auth=BearerAuth(token),
@@ -231,18 +241,21 @@ def bearer_request(method: str, url: str, token: str, limit: float, **options: A
             stream=True,
             verify=ca_bundle(os.environ),
             **options,
-        ) as response:
-            kept = bytearray()
-            for chunk in response.iter_content(chunk_size=16 * 1024):
-                kept += chunk
-                if len(kept) >= ANSWER_LIMIT:
-                    break
-            return Answer(response.status_code, response.headers, bytes(kept[:ANSWER_LIMIT]))
+        ) as response,
+    ):
+        read = bytearray()
+        for chunk in response.iter_content(chunk_size=16 * 1024):
+            read += chunk
+            if len(read) >= ANSWER_LIMIT:
+                break
+        return Answer(response.status_code, response.headers, bytes(read[:ANSWER_LIMIT]))
 
 
-def _post(url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float) -> Answer:
+def _post(
+    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float, kept: requests.Session | None
+) -> Answer:
     """One attempt of the upload."""
-    return bearer_request("POST", url, token, limit, data=body, headers=headers)
+    return bearer_request("POST", url, token, limit, kept, data=body, headers=headers)
 
 
 def within(limit: float, call: Callable[[], T]) -> T | requests.RequestException | None:
@@ -267,10 +280,10 @@ def within(limit: float, call: Callable[[], T]) -> T | requests.RequestException
 
 
 def _attempt(
-    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float
+    url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float, kept: requests.Session | None
 ) -> Answer | requests.RequestException | None:
     """`_post` with a wall-clock deadline: its answer, its network error, or None when `limit` passed."""
-    return within(limit, lambda: _post(url, body, headers, token, limit))
+    return within(limit, lambda: _post(url, body, headers, token, limit, kept))
 
 
 def total_time(timeout: float, retries: int) -> float:
@@ -288,8 +301,13 @@ def upload(
     total_timeout: float = 120.0,
     log: Callable[[str], None] = lambda _line: None,
     sleep: Callable[[float], None] = time.sleep,
+    session: requests.Session | None = None,
 ) -> UploadResult:
     """POST the body; retry connection errors, timeouts, 429 and 5xx with backoff.
+
+    `session` (from `session_for`) carries the first attempt over a kept-alive connection, for a
+    caller sending many batches; a retry always opens a connection of its own, since an abandoned
+    attempt may still be using the session.
 
     `retries` counts the attempts after the first. Each attempt ends within `timeout`
     seconds of wall-clock time whatever the server does, and the whole upload within
@@ -322,8 +340,9 @@ def upload(
         asked_wait: float | None = None
         status: int | None = None
         outcome = _attempt(
-            url, sent, {**headers, **({"Content-Encoding": encoding} if encoding else {})}, token, limit
-        )
+            url, sent, {**headers, **({"Content-Encoding": encoding} if encoding else {})}, token, limit,
+            session if attempt == 1 else None,
+        )  # fmt: skip
         if outcome is None:
             reason = f"Timeout: {urlsplit(url).netloc} gave no complete answer within {limit:g}s"
         elif isinstance(outcome, requests.RequestException):

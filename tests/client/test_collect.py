@@ -79,11 +79,10 @@ def test_per_record_ndjson_from_tsuku(fixtures: Path) -> None:
         "failed",
         "npm",
     )
-    assert (first.get("error_category"), first.get("error_message")) == ("deterministic", "exit code 6")
-    assert Counter(row.get("error_category") for row in got.results) == {
-        "deterministic": 14,
-        "generation_failed": 10,
-    }
+    # tsuku's canonical category (`deterministic` was renamed), and its subcategory for exit code 6
+    assert (first.get("error_category"), first.get("error_message")) == ("generation_failed", "exit code 6")
+    assert first.get("error_subcategory") == "install_failed"
+    assert Counter(row.get("error_category") for row in got.results) == {"generation_failed": 14 + 10}
     assert {row["result"] for row in got.results} == {"failed"}  # exit code 6 throughout
     assert sum(row.get("platform") == "darwin-arm64" for row in got.results) == 1
     assert got.earliest == datetime(2026, 2, 19, 14, 31, 25, tzinfo=UTC)
@@ -127,11 +126,12 @@ def test_failure_records_from_tsuku(
 
 def test_failure_record_rows_carry_category_and_message(fixtures: Path) -> None:
     got = collect(f"{FAILURES}/homebrew-2026-02-21T07-22-39Z.jsonl", fixtures)
-    assert Counter(row.get("error_category") for row in got.results) == {
+    assert Counter(row.get("error_category") for row in got.results) == {  # tsuku's canonical names
         "recipe_not_found": 27,
-        "deterministic_insufficient": 13,
-        "validation_failed": 4,
+        "generation_failed": 13,  # deterministic_insufficient
+        "install_failed": 4,  # validation_failed
     }
+    assert {row.get("stage") for row in got.results} == {"generation"}
     afl = got.results[0]
     assert afl.get("error_category") == "recipe_not_found"
     assert "not found in homebrew" in (afl.get("error_message") or "")
@@ -152,7 +152,12 @@ def test_failure_record_ecosystem_falls_back_to_the_package_prefix(tmp_path: Pat
     [row] = collect("f.jsonl", tmp_path, ecosystem="fallback").results
     assert (row["recipe_name"], row["ecosystem"], row.get("platform")) == ("ripgrep", "cargo", "darwin-arm64")
     assert row.get("error_category") == "install_failed"
-    assert row.get("error_message") == "[timeout]\nboom\nblocked by rust"
+    # subcategory and blocked_by are fields of their own, no longer folded into the message
+    assert (row.get("error_message"), row.get("error_subcategory"), row.get("blocked_by")) == (
+        "boom",
+        "timeout",
+        ["rust"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -290,13 +295,11 @@ def test_junit_platform_from_properties(tmp_path: Path) -> None:
     ]
 
 
-def test_run_summaries_are_one_warning_not_a_guess(fixtures: Path) -> None:
+def test_an_unknown_shape_is_one_warning_not_a_guess(fixtures: Path) -> None:
+    # tsuku's queue summary is not a result file; its run summaries are read (tests/client/test_tsuku.py).
     got = collect("tsuku/metrics/batch-runs.jsonl\ntsuku/queues/*.json", fixtures)
     assert got.results == [] and got.payloads == []
-    assert [(w.path, w.line) for w in got.warnings] == [
-        ("tsuku/metrics/batch-runs.jsonl", 1),
-        ("tsuku/queues/batch-results.json", 1),
-    ]
+    assert [(w.path, w.line) for w in got.warnings] == [("tsuku/queues/batch-results.json", 1)]
     assert got.warnings[0].message.startswith(
         "not a shape batch-metrics reads (the first value has keys: batch_id,"
     )
@@ -305,13 +308,11 @@ def test_run_summaries_are_one_warning_not_a_guess(fixtures: Path) -> None:
 
 
 def test_the_whole_fixture_tree(fixtures: Path) -> None:
-    got = collect("**/*.jsonl\n**/*.json\n**/*.xml\n!**/schemas/**", fixtures)
+    got = collect("**/*.jsonl\n**/*.json\n**/*.xml\n!**/schemas/**\n!tsuku/batches/**", fixtures)
     assert len(got.files) == 9 + 1 + 1 + 11
     assert len(got.results) == 24 + (1 + 1 + 44 + 1 + 1 + 1 + 1) + 151
-    assert [w.path for w in got.warnings] == [
-        "tsuku/metrics/batch-runs.jsonl",
-        "tsuku/queues/batch-results.json",
-    ]
+    assert len(got.summaries) == 40  # tsuku/metrics/batch-runs.jsonl: run summaries are read now
+    assert [w.path for w in got.warnings] == ["tsuku/queues/batch-results.json"]
 
 
 # --- validation results and ready payloads (no real sample is kept: built from the documented shape) ---
@@ -466,11 +467,14 @@ def test_format_is_detected_by_content_not_name(fixtures: Path, tmp_path: Path) 
 def test_forced_format_reads_every_file_as_that_format(fixtures: Path, tmp_path: Path) -> None:
     copy_fixture(fixtures, f"{FAILURES}/batch-2026-05-07T14-08-47Z.jsonl", tmp_path)
     assert len(collect("*", tmp_path, fmt="ndjson").results) == 10
-    as_records = collect("*", tmp_path, fmt="failure-records")
+    # A failures file may mix tsuku's two line shapes (its dashboard reads each line by its shape).
+    assert len(collect("*", tmp_path, fmt="failure-records").results) == 10
+    copy_fixture(fixtures, "tsuku/queues/batch-results.json", tmp_path / "queue")
+    as_records = collect("queue/*", tmp_path, fmt="failure-records")
     assert as_records.results == []
-    assert [w.line for w in as_records.warnings] == list(range(1, 11))
+    assert [w.line for w in as_records.warnings] == [1]
     assert as_records.warnings[0].message.startswith(
-        "not a failure record with a `failures` array (keys: category,"
+        "not a failure record with a `failures` array (keys: batch_id,"
     )
     as_xml = collect("*", tmp_path, fmt="junit")
     assert [(w.line, w.message.split(":")[0]) for w in as_xml.warnings] == [(1, "malformed XML")]

@@ -100,9 +100,10 @@ def test_every_panel_names_the_right_recipes_rates_and_ecosystems(
     page = open_dashboard(browser, f"{server.url}/")
     ecosystems = {row[0]: row for row in cells(page, "ecosystems-table")}
     assert set(ecosystems) == {"cargo", "homebrew", "npm"}
-    assert ecosystems["homebrew"][2:] == ["57.1%", "3", "20", "ok"]
-    assert ecosystems["npm"][5] == "stale"  # stopped reporting 12 days ago
-    assert ecosystems["cargo"][2:] == ["100.0%", "0", "0", "ok"]
+    # rate, failed, generation failures, runs since green, status
+    assert ecosystems["homebrew"][2:] == ["57.1%", "3", "0", "20", "ok"]
+    assert ecosystems["npm"][6] == "stale"  # stopped reporting 12 days ago
+    assert ecosystems["cargo"][2:] == ["100.0%", "0", "0", "0", "ok"]
 
     legend = page.locator("#rate-panel .legend li").all_inner_texts()
     assert legend == ["cargo", "homebrew", "npm"]
@@ -190,8 +191,9 @@ def test_drill_down_to_a_recipe_and_to_a_run(browser: Browser, server: ServeProc
     expect(page.locator("#drill-title")).to_contain_text("homebrew-19")
     by_recipe = {row[0]: row for row in cells(page, "drill-body table")}
     assert set(by_recipe) == {"broken", "flaky", HOSTILE}
-    assert by_recipe["broken"][2:] == ["checksum", "sha256 mismatch"]
-    assert by_recipe[HOSTILE][3] == HOSTILE_MESSAGE
+    # platform, stage, category (and subcategory), blocked by, message
+    assert by_recipe["broken"][1:] == ["linux", "validation", "checksum", "", "sha256 mismatch"]
+    assert by_recipe[HOSTILE][5] == HOSTILE_MESSAGE
     assert page.locator("main script, main img").count() == 0 and page.title() == "batch-metrics"
 
     page.reload()  # the token is kept for the tab's session: no second prompt

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,7 +26,13 @@ from batch_metrics import TOKEN_ENV
 from batch_metrics.endpoint.answers import dashboard
 from batch_metrics.endpoint.answers.dashboard import Window
 from batch_metrics.endpoint.answers.shapes import DashboardSummary, RecipeHistory, RunFailures
-from batch_metrics.endpoint.storage import MIGRATIONS, open_storage
+from batch_metrics.endpoint.storage import (
+    MIGRATIONS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    is_postgres_url,
+    open_storage,
+)
 from batch_metrics.endpoint.storage import base as storage_module
 from batch_metrics.endpoint.storage.rollups import roll_up_run
 from batch_metrics.models import rfc3339
@@ -36,7 +44,8 @@ pytest_plugins = ["tests.live"]
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 ROLLUPS = {
-    "run_platforms": "SELECT * FROM run_platforms ORDER BY batch_run_id, platform",
+    "run_ecosystems": "SELECT * FROM run_ecosystems ORDER BY batch_run_id, ecosystem",
+    "run_platforms": "SELECT * FROM run_platforms ORDER BY batch_run_id, ecosystem, platform",
     "run_recipe_failures": "SELECT * FROM run_recipe_failures ORDER BY batch_run_id, recipe_name",
     "run_category_failures": "SELECT * FROM run_category_failures ORDER BY batch_run_id, error_category",
     "recipe_latest": "SELECT * FROM recipe_latest ORDER BY ecosystem, recipe_name, platform",
@@ -53,6 +62,12 @@ def seed(storage: Storage, now: datetime = NOW) -> None:
 def seeded(storage: Storage) -> Storage:
     seed(storage)
     return storage
+
+
+def relabelled(payload: dict[str, Any], ecosystem: str) -> dict[str, Any]:
+    """The batch and its rows in another ecosystem: the dashboard groups by the rows' ecosystems."""
+    rows = [{**row, "ecosystem": ecosystem} for row in payload["results"]]
+    return {**payload, "ecosystem": ecosystem, "results": rows}
 
 
 def by_name(rows: list[dict[str, Any]], key: str = "ecosystem") -> dict[str, dict[str, Any]]:
@@ -202,22 +217,44 @@ def expected_rollups(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
         reference.close()
 
 
-def test_migration_4_fills_the_rollups_of_batches_stored_before_it(
+def _store_as_before_migration_4(database: str) -> None:
+    """The seeded history as the code before migration 4 stored it: the Worker's columns and `platform`."""
+    runs = f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}) VALUES ({{}}) RETURNING id"  # noqa: S608
+    results = f"INSERT INTO recipe_results ({', '.join(RESULT_COLUMNS[:8])}) VALUES ({{}})"  # noqa: S608
+    rows = [
+        ([payload.get(column) for column in RUN_COLUMNS],
+         [(payload["recipe_name"], payload["ecosystem"], payload["result"], payload.get("error_category"),
+           payload.get("error_message"), payload["duration_seconds"], payload["platform"])
+          for payload in payload["results"]])
+        for payload in batches(NOW)
+    ]  # fmt: skip
+    if is_postgres_url(database):
+        with psycopg.connect(database) as db:
+            for run, stored in rows:
+                run_id = db.execute(runs.format(", ".join(["%s"] * len(run))).encode(), run).fetchone()
+                db.cursor().executemany(results.format(", ".join(["%s"] * 8)).encode(),
+                                        [(run_id[0], *row) for row in stored])  # fmt: skip
+        return
+    with sqlite3.connect(database) as db:
+        for run, stored in rows:
+            (run_id,) = db.execute(runs.format(", ".join("?" * len(run))), run).fetchone()
+            db.executemany(results.format(", ".join("?" * 8)), [(run_id, *row) for row in stored])
+
+
+def test_upgrading_fills_the_rollups_of_batches_stored_before_them(
     database: str, monkeypatch: pytest.MonkeyPatch, expected_rollups: dict[str, list[dict[str, Any]]]
 ) -> None:
     """An upgraded database ends up with exactly the roll-ups the insert path makes for the same batches."""
-    with monkeypatch.context() as before:  # the code as it was before migration 4: no queue, no roll-ups
+    with monkeypatch.context() as before:  # the schema as it was before migration 4
         before.setattr(storage_module, "MIGRATIONS", MIGRATIONS[:3])
-        before.setattr(storage_module.SQLStorage, "_queue_for_rollups", lambda *_: None)
-        before.setattr(storage_module.SQLStorage, "_roll_up_next", lambda _: None)
         old = open_storage(database)
         assert old.migrate() == [1, 2, 3]
-        seed(old)
         old.close()
+    _store_as_before_migration_4(database)
     upgraded = open_storage(database)
     try:
         assert upgraded.migrate() == [version for version, _ in MIGRATIONS[3:]]
-        upgraded_rollups = _rollups(upgraded)
+        upgraded_rollups = _rollups(upgraded)  # migration 7 queued every batch: the first read adds them
     finally:
         upgraded.close()
     for table, rows in expected_rollups.items():
@@ -423,7 +460,7 @@ def test_bad_requests_are_refused_plainly(
 
 def test_metrics_are_prometheus_text_per_ecosystem(storage: Storage, token: str) -> None:
     seed(storage, datetime.now(UTC))
-    storage.insert_batch({**next(batches(NOW)), "ecosystem": 'we"ird\neco\\system', "batch_id": "odd"}, None)  # type: ignore[arg-type]
+    storage.insert_batch({**relabelled(next(batches(NOW)), 'we"ird\neco\\system'), "batch_id": "odd"}, None)  # type: ignore[arg-type]
     with running(storage, [token]) as url:
         answer = _get(f"{url}/metrics", token)
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -483,7 +520,7 @@ def test_a_started_at_that_is_no_time_stays_out_of_every_panel(storage: Storage)
     """Stored before the endpoint checked times (the storage itself does not): text that sorts after any
     time is in no window and is no ecosystem's latest run."""
     seed(storage)
-    odd = {**next(batches(NOW)), "ecosystem": "odd", "batch_id": "odd", "started_at": "yesterday"}
+    odd = {**relabelled(next(batches(NOW)), "odd"), "batch_id": "odd", "started_at": "yesterday"}
     storage.insert_batch(odd, None)  # type: ignore[arg-type]
     window = Window(days=90, now=NOW)
     assert "odd" not in {row["ecosystem"] for row in dashboard.daily(storage, window)}

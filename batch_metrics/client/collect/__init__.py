@@ -10,10 +10,13 @@ maps to, and what a bad file costs, is written once, in docs/formats.md.
 from __future__ import annotations
 
 import gc
+import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from batch_metrics.client.collect.bounds import bound_message, bound_name
 from batch_metrics.client.collect.failures import FailureRecordsCollector
@@ -26,11 +29,15 @@ from batch_metrics.client.collect.rows import (
     Collection,
     CollectWarning,
     FileRows,
+    Span,
+    Summary,
     normalise_result,
     parse_timestamp,
     why,
 )
+from batch_metrics.client.collect.sandbox import SandboxResultCollector
 from batch_metrics.client.collect.source import BLANK, Collector, Source, keys_of
+from batch_metrics.client.collect.summaries import RunSummaryCollector
 from batch_metrics.client.collect.validation import ValidationResultsCollector
 from batch_metrics.models import MAX_ERROR_MESSAGE
 
@@ -40,9 +47,12 @@ __all__ = [  # the face of collecting, whichever module defines each name
     "MAX_WARNINGS_PER_FILE",
     "CollectWarning",
     "Collection",
+    "Span",
+    "Summary",
     "bound_message",
     "bound_name",
     "collect",
+    "collect_blobs",
     "find_files",
     "normalise_result",
     "parse_timestamp",
@@ -56,6 +66,8 @@ COLLECTORS: dict[str, Collector] = {
         NdjsonCollector(),
         FailureRecordsCollector(),
         JunitCollector(),
+        RunSummaryCollector(),
+        SandboxResultCollector(),
     )
 }
 FORMATS = tuple(COLLECTORS)
@@ -70,8 +82,10 @@ def collect(
     ecosystem: str | None = None,
     max_message_chars: int = MAX_ERROR_MESSAGE,
     skip: Callable[[Path], str | None] | None = None,
+    changed_since: str | None = None,
 ) -> Collection:
-    """Read every file the patterns match into one collection of rows, warnings and timestamps.
+    """Read every file the patterns match into one collection of rows, warnings and timestamps;
+    with `changed_since` (a git revision), only the files new or changed since it.
 
     `skip` names the matched files that are the run's own (find_files). Raises ValueError only for
     a `fmt` that is neither `auto` nor one of FORMATS.
@@ -79,24 +93,44 @@ def collect(
     if fmt != "auto" and fmt not in COLLECTORS:
         raise ValueError(f"unknown format {fmt!r}: use auto or one of {', '.join(FORMATS)}")
     collection = Collection()
-    files, warnings, collection.skipped = find_files(patterns, workspace, skip)
+    files, warnings, collection.skipped = find_files(patterns, workspace, skip, changed_since)
     collection.warnings.extend(warnings)
     root = workspace.resolve()
     with _cyclic_gc_paused():
         for relative in files:
             rows = FileRows(relative, collection, ecosystem or "unknown", max_message_chars)
-            _collect_file(root / relative, fmt, rows)
+            _collect_file(partial(_open, root / relative), fmt, rows)
     return collection
 
 
-def _collect_file(path: Path, fmt: str, rows: FileRows) -> None:
+def collect_blobs(
+    blobs: Iterable[tuple[str, bytes]], *, fmt: str = "auto", ecosystem: str | None = None,
+    max_message_chars: int = MAX_ERROR_MESSAGE,
+) -> Collection:  # fmt: skip
+    """Files already in memory, as (name, bytes): read exactly as `collect` reads files from disk.
+
+    The backfill reads a commit's files this way, straight from git.
+    """
+    collection = Collection()
+    with _cyclic_gc_paused():
+        for name, data in blobs:
+            rows = FileRows(name, collection, ecosystem or "unknown", max_message_chars)
+            _collect_file(partial(io.BytesIO, data), fmt, rows)
+    return collection
+
+
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _collect_file(opener: Callable[[], BinaryIO], fmt: str, rows: FileRows) -> None:
     """One file into the collection: the boundary no failure inside a file crosses.
 
     Whatever goes wrong (an I/O error, a value nested too deep, a bug) is one warning
     naming the file, and the file contributes what the rules for its format allow.
     """
     try:
-        _read_file(path, fmt, rows)
+        _read_file(opener, fmt, rows)
     except Exception as error:
         rows.fail(error)
     try:
@@ -106,16 +140,20 @@ def _collect_file(path: Path, fmt: str, rows: FileRows) -> None:
         rows.note_hidden_warnings()
 
 
-def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
+def _read_file(opener: Callable[[], BinaryIO], fmt: str, rows: FileRows) -> None:
     try:
-        stream = path.open("rb")
+        stream = opener()
     except OSError as error:
         rows.warn(None, f"cannot read: {why(error)}")
         return
     with stream:
         rows.collection.files.append(rows.display)
-        found = os.fstat(stream.fileno())
-        rows.collection.identities.add((found.st_dev, found.st_ino))
+        try:
+            found = os.fstat(stream.fileno())
+        except OSError:  # in memory (a backfilled commit's file): no file on disk to tell apart
+            pass
+        else:
+            rows.collection.identities.add((found.st_dev, found.st_ino))
         head = stream.read(_HEAD_BYTES)
         stream.seek(0)
         if not head.strip(BLANK):
@@ -132,6 +170,7 @@ def _read_file(path: Path, fmt: str, rows: FileRows) -> None:
             line, shape = _shape(source)
             rows.warn(line, f"not a shape batch-metrics reads ({shape}); nothing collected, nothing guessed")
             return
+        rows.fmt = collector.name
         collector.read(source, rows)
 
 

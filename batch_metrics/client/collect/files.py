@@ -7,7 +7,8 @@ ignored with a warning, and so is a matched link that resolves outside. Files co
 
 A run's own files (its payload, kept payloads) are told by what they are, not by their names:
 `skip` sees each matched file, whatever path led to it (a linked folder, `./`, an absolute
-pattern), and a file it names is left out with a note saying why.
+pattern), and a file it names is left out with a note saying why. `changed_since` keeps only the
+files new or changed since a git revision (collect.changes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path, PurePath, PurePosixPath
 
 from wcmatch import glob as wcglob
 
+from batch_metrics.client.collect import changes
 from batch_metrics.client.collect.rows import CollectWarning
 
 _GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NODIR
@@ -36,10 +38,16 @@ def _inside(pattern: str, workspace: Path, root: Path) -> str | None:
 
 
 def find_files(
-    patterns: str, workspace: Path, skip: Callable[[Path], str | None] | None = None
+    patterns: str,
+    workspace: Path,
+    skip: Callable[[Path], str | None] | None = None,
+    changed_since: str | None = None,
 ) -> tuple[list[str], list[CollectWarning], list[str]]:
     """Workspace-relative paths of the files the globs match (exclusions applied), sorted; warnings; and
-    a note for each match left out because `skip` says what it is."""
+    a note for each match left out because `skip` says what it is.
+
+    With `changed_since` (a git revision), only those new or changed since it (collect.changes).
+    """
     root = workspace.resolve()
     warnings: list[CollectWarning] = []
     include: list[str] = []
@@ -76,6 +84,21 @@ def find_files(
                 skipped.append(f"{match}: not read, it is {what}")
             else:
                 files.append(match)
+    if files and changed_since is not None:
+        is_new, why = changes.changed_since(root, changed_since)
+        if is_new is None:
+            warnings.append(CollectWarning(
+                "", None, f"changed-since {changed_since}: {why}; no file is read, so that the files of "
+                "earlier runs are not taken for this one",
+            ))  # fmt: skip
+            return [], warnings, skipped
+        matched = len(files)
+        files = [path for path in files if is_new(path)]
+        if not files:
+            warnings.append(CollectWarning(
+                "", None, f"none of the {matched} files that match is new or changed since {changed_since}"
+            ))  # fmt: skip
+            return files, warnings, skipped
     if not files:
         only = f": the {len(skipped)} that match are batch-metrics' own payloads" if skipped else ""
         warnings.append(CollectWarning("", None, f"no files match {', '.join(include)} in {workspace}{only}"))

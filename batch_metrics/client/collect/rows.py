@@ -20,7 +20,7 @@ from batch_metrics.client.collect.bounds import fit
 from batch_metrics.models import MAX_ERROR_MESSAGE, RESULTS_VALIDATOR, in_utc, time_window_problem
 
 if TYPE_CHECKING:
-    from batch_metrics.models import BatchPayload, RecipeResult
+    from batch_metrics.models import BatchPayload, RecipeResult, RunSummary
 
 MAX_WARNINGS_PER_FILE = 20
 RESULT_SPELLINGS = {
@@ -42,6 +42,24 @@ class CollectWarning:
         return f"{where}: {self.message}" if where else self.message
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a file's rows start in `Collection.results`, which file it is and its format."""
+
+    start: int
+    path: str
+    fmt: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A run summary (tsuku's `batch-runs-<ts>.jsonl`) as read: its file, line and values."""
+
+    path: str
+    line: int | None
+    values: RunSummary
+
+
 @dataclass
 class Collection:
     results: list[RecipeResult] = field(default_factory=list)
@@ -51,6 +69,24 @@ class Collection:
     payloads: list[BatchPayload] = field(default_factory=list)
     identities: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of each file read
     skipped: list[str] = field(default_factory=list)  # matched files left out as the run's own, and why
+    # Which file each run of rows came from, in order (client.merge names files with it).
+    spans: list[Span] = field(default_factory=list)
+    # Positions in `results` of rows whose file named their ecosystem; the others hold the default
+    # (the `ecosystem` input, else `unknown`) until client.merge finds theirs.
+    named: list[int] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+
+
+def _kept_positions(positions: list[int], dropped: dict[int, str]) -> list[int]:
+    """`positions` among a file's rows once the `dropped` ones are gone: where each now is, if kept."""
+    gone = sorted(dropped)
+    kept, cut = [], 0
+    for position in positions:
+        while cut < len(gone) and gone[cut] < position:
+            cut += 1
+        if cut >= len(gone) or gone[cut] != position:
+            kept.append(position - cut)
+    return kept
 
 
 def normalise_result(value: object) -> str | None:
@@ -112,7 +148,9 @@ class FileRows:
     def __init__(self, display: str, collection: Collection, ecosystem: str, limit: int) -> None:
         self.display = display
         self.collection = collection
-        self.ecosystem = ecosystem
+        self.ecosystem = ecosystem  # for rows whose file names none
+        self.named: list[int] = []  # rows whose file named their ecosystem (`name_ecosystem`)
+        self.fmt = ""  # the format it was read as, once known
         self.limit = min(limit, MAX_ERROR_MESSAGE)
         self.rows: list[dict[str, Any]] = []
         self.lines: list[int | None] = []
@@ -125,6 +163,13 @@ class FileRows:
         if self.warned < MAX_WARNINGS_PER_FILE:
             self.collection.warnings.append(CollectWarning(self.display, line, message))
         self.warned += 1
+
+    def name_ecosystem(self, named: object) -> object:
+        """The ecosystem of the row about to be added: the one its file names (noted), else the default."""
+        if named:
+            self.named.append(len(self.rows))
+            return named
+        return self.ecosystem
 
     def add(self, line: int | None, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -156,6 +201,7 @@ class FileRows:
         position among the file's rows.
         """
         rows = self.rows
+        named = self.named
         try:
             results = RESULTS_VALIDATOR.validate_python(rows)
         except ValidationError as error:
@@ -163,15 +209,20 @@ class FileRows:
                 index = int(place)
                 name = brief(rows[index].get("recipe_name"))
                 self.warn(self.lines[index], f"row {index + 1} ({name}): {left_out}; the row is kept")
-            results = self._valid_rows()
+            results, bad = self._valid_rows()
+            named = _kept_positions(named, bad)
         earliest = self._earliest()
+        start = len(self.collection.results)
+        if results:
+            self.collection.spans.append(Span(start, self.display, self.fmt))
+            self.collection.named.extend(start + index for index in named)
         self.collection.results.extend(results)
         if earliest is not None and (self.collection.earliest is None or earliest < self.collection.earliest):
             self.collection.earliest = earliest
         self.note_hidden_warnings()
 
-    def _valid_rows(self) -> list[RecipeResult]:
-        """The rows that validate, each one that does not dropped with a warning saying why."""
+    def _valid_rows(self) -> tuple[list[RecipeResult], dict[int, str]]:
+        """The rows that validate, and the ones that do not (dropped, each with a warning saying why)."""
         rows = self.rows
         bad: dict[int, str] = {}
         try:
@@ -187,7 +238,7 @@ class FileRows:
             results = RESULTS_VALIDATOR.validate_python(
                 [row for index, row in enumerate(rows) if index not in bad]
             )
-        return results
+        return results, bad
 
     def note_hidden_warnings(self) -> None:
         if self.warned > MAX_WARNINGS_PER_FILE:

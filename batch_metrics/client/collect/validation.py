@@ -1,7 +1,8 @@
 """Validation results: a JSON array of `{recipe, platform, status, exit_code, attempts, blocked_by}`.
 
 The array is a whole document: it counts all or nothing. `record_row` is the mapping of one
-such record to a row, shared with the per-record lines of `ndjson`.
+such record to a row, shared with the per-record lines of `ndjson`: both are tsuku's shapes,
+so a failure's category is tsuku's canonical one and gets its subcategory (collect.categories).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from batch_metrics.client.collect.bounds import bound_message
+from batch_metrics.client.collect.categories import canonical, subcategory
 from batch_metrics.client.collect.jsonstream import Problem
 from batch_metrics.client.collect.rows import FileRows, brief, normalise_result
 from batch_metrics.client.collect.source import Source, keys_of
@@ -25,6 +27,22 @@ def record_message(exit_code: object, attempts: object, blocked_by: object) -> s
     return " ".join(parts) or None
 
 
+def text_of(value: object) -> str | None:
+    """A non-empty string as it is, else None."""
+    return value if isinstance(value, str) and value else None
+
+
+def add_details(row: dict[str, Any], subcategory: str | None, blocked_by: object) -> None:
+    """A failure's subcategory and `blocked_by` (a list of names, whether the file gives a list or one
+    name), each set only when there is one."""
+    if subcategory:
+        row["error_subcategory"] = subcategory
+    if blocked_by:
+        row["blocked_by"] = (
+            [str(item) for item in blocked_by] if isinstance(blocked_by, list) else [str(blocked_by)]
+        )
+
+
 def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, Any] | str:
     """A validation result or a per-record line as a row, or why it cannot be one."""
     status = record.get("status")
@@ -38,7 +56,7 @@ def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, A
         result = found
     row = {
         "recipe_name": record.get("recipe"),
-        "ecosystem": record.get("ecosystem") or rows.ecosystem,
+        "ecosystem": rows.name_ecosystem(record.get("ecosystem")),
         "result": result,
         "platform": record.get("platform"),
     }
@@ -46,12 +64,17 @@ def record_row(line: int, record: dict[str, Any], rows: FileRows) -> dict[str, A
     duration = record.get("duration_seconds")
     if duration is not None:
         row["duration_seconds"] = duration
+    attempts = record.get("attempts")
+    if type(attempts) is int and attempts > 1:  # one attempt is the rule: said only when it took more
+        row["attempts"] = attempts
     if result == "failed":
         blocked_by = record.get("blocked_by")
-        row["error_category"] = record.get("category") or (
+        row["error_category"] = canonical(record.get("category")) or (
             "blocked" if blocked_by else None if exit_code is None else f"exit_code_{exit_code}"
         )
-        message = record_message(exit_code, record.get("attempts"), blocked_by)
+        found = text_of(record.get("subcategory")) or subcategory(text_of(record.get("message")), exit_code)
+        add_details(row, found, blocked_by)
+        message = record_message(exit_code, attempts, blocked_by)
         row["error_message"] = bound_message(message, rows.limit)
     stamp = record.get("timestamp")
     if stamp is not None:

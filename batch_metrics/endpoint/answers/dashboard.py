@@ -2,8 +2,10 @@
 
 Every function takes the storage and a `Window` (the last N days before `now`, compared with
 `started_at` as RFC 3339 text, like `GET /batch-runs`) and reads the roll-up tables
-(storage/rollups.py), never a scan of `recipe_results`. `views/dashboard.py` serves them as JSON,
-`answers/metrics.py` as Prometheus metrics.
+(storage/rollups.py), never a scan of `recipe_results`. They group by the rows' ecosystems, so a
+batch covering several counts under each; counts are platform validations (rows plus the results
+a run summary counts beyond them), generation failures apart. `views/dashboard.py` serves them as
+JSON, `answers/metrics.py` as Prometheus metrics.
 
 The endpoint refuses times and numbers outside the contract (models.py), but a database may hold
 older batches stored before it did: a `started_at` more than a day ahead (or text that sorts after
@@ -20,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batch_metrics.endpoint.storage import SQLStorage
+from batch_metrics.endpoint.storage.base import stored_json
 from batch_metrics.endpoint.storage.uploaders import UPLOADER_COLUMNS, UPLOADER_JOIN, nest_uploader
 from batch_metrics.models import CLOCK_SKEW, MAX_MINUTES, rfc3339, success_rate
 
@@ -31,7 +34,14 @@ STALE_GAPS = 10  # gaps between the latest runs that set the usual interval
 MIN_GAP_SECONDS = 3600  # runs minutes apart (several uploads of one nightly) would make anything stale
 MAX_HISTORY = 2000
 MAX_FAILURES = 500
-_LATEST_COLUMNS = ("id", "started_at", "success_rate", "passed", "failed", "skipped", "total_recipes")
+# A run of an ecosystem, with its rate worked out: an ecosystem's own counts in that run.
+_RUN_OF = (
+    "SELECT e.batch_run_id AS id, e.ecosystem, r.started_at, e.passed, e.failed, e.skipped,"
+    " e.generation_failed FROM run_ecosystems e JOIN batch_runs r ON r.id = e.batch_run_id"
+)
+# Green: platform validations ran, and none failed. A run that validated nothing is neither.
+_GREEN = "e.failed = 0 AND e.passed > 0"
+_VALIDATED = "e.passed + e.failed > 0"
 # The most runner time one batch can report (models.MAX_MINUTES), in seconds: no stored figure beyond it is
 # a batch's, so sums leave it out (it could only come from a database filled before the limits).
 _MAX_SECONDS = MAX_MINUTES * 60
@@ -75,16 +85,17 @@ class Window:
         """What every `started_at` must sort below: a clock a little ahead counts, text after any time not."""
         return rfc3339(self.now + CLOCK_SKEW)
 
-    def runs(self, alias: str = "r") -> tuple[str, list[Any]]:
-        """The WHERE clause selecting the window's runs, and its parameters.
+    def runs(self, ecosystem: str) -> tuple[str, list[Any]]:
+        """The WHERE clause selecting the window's runs (`r`), its ecosystem in column `ecosystem` of the
+        roll-up read, and its parameters.
 
         The upper bound leaves out stored text that sorts after any real time (`started_at` is
         whatever the client sent), while a clock a little ahead still counts.
         """
-        where = f"{alias}.started_at >= {{mark}} AND {alias}.started_at < {{mark}}"
+        where = "r.started_at >= {mark} AND r.started_at < {mark}"
         params: list[Any] = [self.since, self.latest]
         if self.ecosystem is not None:
-            where += f" AND {alias}.ecosystem = {{mark}}"
+            where += f" AND {ecosystem} = {{mark}}"
             params.append(self.ecosystem)
         return where, params
 
@@ -108,25 +119,28 @@ def _stale(times: list[datetime], now: datetime, stale_after: timedelta | None) 
 def ecosystems(
     storage: SQLStorage, window: Window, stale_after: timedelta | None = None
 ) -> list[dict[str, Any]]:
-    """Per ecosystem (all time, not just the window): the latest run, runs since a green run, staleness.
+    """Per ecosystem (all time, not just the window): its latest run, runs since a green run, staleness.
 
-    A green run is one with nothing failed. An ecosystem that stopped sending stays listed, flagged stale.
-    Runs whose `started_at` lies beyond `window.latest` are left out (see the module docstring).
+    An ecosystem's runs are the runs with rows (or unlisted results) of it. A green run validated
+    something and nothing failed; runs since green count the runs that validated something. An
+    ecosystem that stopped sending stays listed, flagged stale. Runs whose `started_at` lies beyond
+    `window.latest` are left out (see the module docstring).
     """
-    only = "WHERE started_at < {mark}" + (" AND ecosystem = {mark}" if window.ecosystem else "")
+    only = "WHERE r.started_at < {mark}" + (" AND e.ecosystem = {mark}" if window.ecosystem else "")
     params = [window.latest, *([window.ecosystem] if window.ecosystem else [])]
     recent = storage.query(
-        "SELECT id, ecosystem, started_at, success_rate, passed, failed, skipped, total_recipes FROM ("
-        " SELECT *, row_number() OVER (PARTITION BY ecosystem ORDER BY started_at DESC, id DESC) AS n"
-        f" FROM batch_runs {only}) latest WHERE n <= {STALE_GAPS + 1} ORDER BY ecosystem, n",
+        "SELECT * FROM (SELECT x.*, row_number() OVER (PARTITION BY x.ecosystem ORDER BY x.started_at DESC,"
+        f" x.id DESC) AS n FROM ({_RUN_OF} {only}) x) latest WHERE n <= {STALE_GAPS + 1}"
+        " ORDER BY ecosystem, n",
         params,
     )
     red = storage.query(
-        "SELECT e.ecosystem, count(r.id) AS runs, max(e.last_green) AS last_green FROM ("
-        " SELECT ecosystem, max(CASE WHEN failed = 0 THEN started_at END) AS last_green"
-        f" FROM batch_runs {only} GROUP BY ecosystem) e"
-        " LEFT JOIN batch_runs r ON r.ecosystem = e.ecosystem AND r.started_at > coalesce(e.last_green, '')"
-        " AND r.started_at < {mark} GROUP BY e.ecosystem",
+        "SELECT g.ecosystem, count(x.started_at) AS runs, max(g.last_green) AS last_green FROM ("
+        f" SELECT e.ecosystem, max(CASE WHEN {_GREEN} THEN r.started_at END) AS last_green"
+        f" FROM run_ecosystems e JOIN batch_runs r ON r.id = e.batch_run_id {only} GROUP BY e.ecosystem) g"
+        f" LEFT JOIN ({_RUN_OF} WHERE {_VALIDATED} AND r.started_at < {{mark}}) x"
+        " ON x.ecosystem = g.ecosystem AND x.started_at > coalesce(g.last_green, '')"
+        " GROUP BY g.ecosystem",
         [*params, window.latest],
     )
     since_green = {row["ecosystem"]: row for row in red}
@@ -140,7 +154,7 @@ def ecosystems(
         stale, limit = _stale(times, window.now, stale_after) if times else (False, None)
         answer.append({
             "ecosystem": name,
-            "latest_run": {key: latest[key] for key in _LATEST_COLUMNS},
+            "latest_run": _latest(latest),
             "runs_since_green": int(since_green[name]["runs"]),
             "last_green_at": since_green[name]["last_green"],
             "stale": stale,
@@ -149,15 +163,26 @@ def ecosystems(
     return answer
 
 
+def _latest(run: dict[str, Any]) -> dict[str, Any]:
+    passed, failed, skipped = int(run["passed"]), int(run["failed"]), int(run["skipped"])
+    return {
+        "id": int(run["id"]), "started_at": run["started_at"], "success_rate": success_rate(passed, failed),
+        "passed": passed, "failed": failed, "skipped": skipped, "total_recipes": passed + failed + skipped,
+        "generation_failed": int(run["generation_failed"]),
+    }  # fmt: skip
+
+
 def daily(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
-    """Per ecosystem and UTC day in the window: runs, passed, failed, success rate, runner minutes."""
-    where, params = window.runs()
+    """Per ecosystem and UTC day in the window: runs, passed, failed, generation failures, success rate,
+    runner minutes."""
+    where, params = window.runs("e.ecosystem")
     rows = storage.query(
-        "SELECT r.ecosystem, substr(r.started_at, 1, 10) AS day, count(*) AS runs, sum(r.passed) AS passed,"
-        f" sum(r.failed) AS failed, sum({_within('r.macos_minutes', MAX_MINUTES)}) AS macos_minutes,"
-        f" sum({_within('r.linux_minutes', MAX_MINUTES)}) AS linux_minutes"
-        f" FROM batch_runs r WHERE {where} GROUP BY r.ecosystem, substr(r.started_at, 1, 10)"
-        " ORDER BY r.ecosystem, day",
+        "SELECT e.ecosystem, substr(r.started_at, 1, 10) AS day, count(*) AS runs, sum(e.passed) AS passed,"
+        " sum(e.failed) AS failed, sum(e.generation_failed) AS generation_failed,"
+        f" sum({_within('e.macos_minutes', MAX_MINUTES)}) AS macos_minutes,"
+        f" sum({_within('e.linux_minutes', MAX_MINUTES)}) AS linux_minutes"
+        f" FROM run_ecosystems e JOIN batch_runs r ON r.id = e.batch_run_id WHERE {where}"
+        " GROUP BY e.ecosystem, substr(r.started_at, 1, 10) ORDER BY e.ecosystem, day",
         params,
     )
     return [
@@ -169,12 +194,12 @@ def daily(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
 
 def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     """Per ecosystem and platform over the window: counts, success rate, runner minutes (from durations)."""
-    where, params = window.runs()
+    where, params = window.runs("p.ecosystem")
     rows = storage.query(
-        "SELECT r.ecosystem, p.platform, count(*) AS runs, sum(p.passed) AS passed, sum(p.failed) AS failed,"
+        "SELECT p.ecosystem, p.platform, count(*) AS runs, sum(p.passed) AS passed, sum(p.failed) AS failed,"
         f" sum(p.skipped) AS skipped, sum({_within('p.seconds', _MAX_SECONDS)}) AS seconds"
         f" FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id WHERE {where}"
-        " GROUP BY r.ecosystem, p.platform ORDER BY r.ecosystem, p.platform",
+        " GROUP BY p.ecosystem, p.platform ORDER BY p.ecosystem, p.platform",
         params,
     )
     return [
@@ -187,12 +212,12 @@ def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
 
 def platform_days(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     """Per platform and UTC day in the window: the success rate over time, platform by platform."""
-    where, params = window.runs()
+    where, params = window.runs("p.ecosystem")
     rows = storage.query(
-        "SELECT r.ecosystem, p.platform, substr(r.started_at, 1, 10) AS day, sum(p.passed) AS passed,"
+        "SELECT p.ecosystem, p.platform, substr(r.started_at, 1, 10) AS day, sum(p.passed) AS passed,"
         " sum(p.failed) AS failed FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id"
-        f" WHERE {where} GROUP BY r.ecosystem, p.platform, substr(r.started_at, 1, 10)"
-        " ORDER BY r.ecosystem, p.platform, day",
+        f" WHERE {where} GROUP BY p.ecosystem, p.platform, substr(r.started_at, 1, 10)"
+        " ORDER BY p.ecosystem, p.platform, day",
         params,
     )
     return [{**row, "success_rate": success_rate(row["passed"], row["failed"])} for row in rows]
@@ -202,14 +227,14 @@ def _top_failures(
     storage: SQLStorage, window: Window, table: str, column: str, limit: int
 ) -> list[dict[str, Any]]:
     """A failure roll-up over the window's runs, largest first, with the two halves for the trend."""
-    where, params = window.runs()
+    where, params = window.runs("x.ecosystem")
     rows = storage.query(
-        f"SELECT r.ecosystem, x.{column} AS name, sum(x.failures) AS failures,"
+        f"SELECT x.ecosystem, x.{column} AS name, sum(x.failures) AS failures,"
         " sum(CASE WHEN r.started_at >= {mark} THEN x.failures ELSE 0 END) AS recent,"
         " max(r.id) AS last_run_id"
         f" FROM batch_runs r JOIN {table} x ON x.batch_run_id = r.id"
-        f" WHERE {where} GROUP BY r.ecosystem, x.{column}"
-        " ORDER BY failures DESC, r.ecosystem, name LIMIT {mark}",
+        f" WHERE {where} GROUP BY x.ecosystem, x.{column}"
+        " ORDER BY failures DESC, x.ecosystem, name LIMIT {mark}",
         [window.middle, *params, limit],
     )
     return [
@@ -235,12 +260,12 @@ def flaky_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list
 
     One flip is a change (a break or a fix); flaky is back and forth. Ranked by flips.
     """
-    where, params = window.runs()
+    where, params = window.runs("x.ecosystem")
     rows = storage.query(
-        "SELECT r.ecosystem, x.recipe_name, count(*) AS flips, count(DISTINCT x.platform) AS platforms,"
+        "SELECT x.ecosystem, x.recipe_name, count(*) AS flips, count(DISTINCT x.platform) AS platforms,"
         " max(r.started_at) AS last_flip_at FROM recipe_flips x JOIN batch_runs r ON r.id = x.batch_run_id"
-        f" WHERE {where} GROUP BY r.ecosystem, x.recipe_name HAVING count(*) >= 2"
-        " ORDER BY flips DESC, r.ecosystem, x.recipe_name LIMIT {mark}",
+        f" WHERE {where} GROUP BY x.ecosystem, x.recipe_name HAVING count(*) >= 2"
+        " ORDER BY flips DESC, x.ecosystem, x.recipe_name LIMIT {mark}",
         [*params, limit],
     )
     return [{**row, "flips": int(row["flips"]), "platforms": int(row["platforms"])} for row in rows]
@@ -248,10 +273,11 @@ def flaky_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list
 
 def recipe_history(storage: SQLStorage, window: Window, recipe: str) -> list[dict[str, Any]]:
     """One recipe's latest MAX_HISTORY rows in the window's runs, oldest first: its pass/fail strips."""
-    where, params = window.runs()
+    where, params = window.runs("f.ecosystem")
     newest_first = storage.query(
-        "SELECT r.id AS batch_run_id, r.ecosystem, r.started_at, coalesce(f.platform, '') AS platform,"
-        " f.result, f.error_category FROM recipe_results f JOIN batch_runs r ON r.id = f.batch_run_id"
+        "SELECT r.id AS batch_run_id, f.ecosystem, r.started_at, coalesce(f.platform, '') AS platform,"
+        " f.result, f.error_category, f.error_subcategory, f.stage"
+        " FROM recipe_results f JOIN batch_runs r ON r.id = f.batch_run_id"
         f" WHERE f.recipe_name = {{mark}} AND {where}"
         f" ORDER BY r.started_at DESC, r.id DESC, platform DESC LIMIT {MAX_HISTORY}",
         [recipe, *params],
@@ -260,20 +286,38 @@ def recipe_history(storage: SQLStorage, window: Window, recipe: str) -> list[dic
 
 
 def run_failures(storage: SQLStorage, run_id: int) -> dict[str, Any] | None:
-    """A run's counts, who uploaded it (and its CI run's URL), and its failed rows with their messages
-    (the first MAX_FAILURES by name)."""
+    """A run's counts, its ecosystems' own, what its run summary said, who uploaded it (and its CI run's
+    URL), and its failed rows with their messages (the first MAX_FAILURES by name)."""
     runs = storage.query(
-        "SELECT id, batch_id, ecosystem, started_at, success_rate, passed, failed, skipped, "
+        "SELECT id, batch_id, ecosystem, started_at, success_rate, passed, failed, skipped, run_summary, "
         f"{UPLOADER_COLUMNS} FROM batch_runs {UPLOADER_JOIN} WHERE id = {{mark}}",
         [run_id],
     )
     if not runs:
         return None
     failures = storage.query(
-        "SELECT recipe_name, coalesce(platform, '') AS platform, error_category, error_message"
-        " FROM recipe_results WHERE batch_run_id = {mark} AND result = 'failed'"
+        "SELECT recipe_name, coalesce(platform, '') AS platform, error_category, error_subcategory,"
+        " blocked_by, stage, error_message FROM recipe_results"
+        " WHERE batch_run_id = {mark} AND result = 'failed'"
         f" ORDER BY recipe_name, platform LIMIT {MAX_FAILURES}",
         [run_id],
     )
+    for failure in failures:
+        failure["blocked_by"] = stored_json(failure["blocked_by"])
+    per_ecosystem = storage.query(
+        "SELECT ecosystem, passed, failed, skipped, generation_failed FROM run_ecosystems"
+        " WHERE batch_run_id = {mark} ORDER BY ecosystem",
+        [run_id],
+    )
+    unlisted = storage.query(
+        "SELECT platform, ecosystem, passed, failed, skipped FROM run_unlisted WHERE batch_run_id = {mark}"
+        " ORDER BY platform, ecosystem",
+        [run_id],
+    )
     run = nest_uploader(runs[0])
-    return {**run, "failures": failures, "truncated": len(failures) == MAX_FAILURES}
+    run["run_summary"] = stored_json(run["run_summary"])
+    return {
+        **run, "failures": failures, "truncated": len(failures) == MAX_FAILURES, "unlisted": unlisted,
+        "ecosystems": [{**row, "success_rate": success_rate(row["passed"], row["failed"])}
+                       for row in per_ecosystem],
+    }  # fmt: skip

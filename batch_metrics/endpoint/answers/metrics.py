@@ -1,6 +1,6 @@
 """`GET /metrics`: each ecosystem's latest batch in the Prometheus text format, via prometheus-client.
 
-Read from the database at every scrape (one small query on `batch_runs`), so any number of
+Read from the database at every scrape (two small queries on the roll-ups), so any number of
 server processes answer alike and nothing is kept in memory between scrapes. Alerts this serves:
 
     time() - batch_metrics_last_batch_timestamp_seconds > 36 * 3600   # no batch for 36 hours
@@ -47,12 +47,18 @@ class _LatestBatches:
             labels=["ecosystem"],
         )
         results = GaugeMetricFamily(
-            "batch_metrics_last_batch_results", "Result rows of the ecosystem's latest batch, by result.",
+            "batch_metrics_last_batch_results",
+            "Platform validations of the ecosystem's latest batch, by result.",
             labels=["ecosystem", "result"],
-        )  # fmt: skip
+        )
         red = GaugeMetricFamily(
             "batch_metrics_runs_since_green",
-            "Batches since the ecosystem's last batch with nothing failed.",
+            "Batches that validated something since the ecosystem's last green one (passes, no failure).",
+            labels=["ecosystem"],
+        )
+        generation = GaugeMetricFamily(
+            "batch_metrics_last_batch_generation_failures",
+            "Recipes of the ecosystem's latest batch that failed to be generated (not platform validations).",
             labels=["ecosystem"],
         )
         stale = GaugeMetricFamily(
@@ -66,12 +72,14 @@ class _LatestBatches:
             moment = dashboard.parse_time(latest["started_at"])
             if moment is not None:  # stored text that is not a time has no timestamp to report
                 started.add_metric([name], moment.timestamp())
-            rate.add_metric([name], latest["success_rate"])
+            if latest["passed"] + latest["failed"]:  # a batch that validated nothing has no rate to alert on
+                rate.add_metric([name], latest["success_rate"])
             for result in _RESULTS:
                 results.add_metric([name, result], latest[result])
+            generation.add_metric([name], latest["generation_failed"])
             red.add_metric([name], status["runs_since_green"])
             stale.add_metric([name], 1 if status["stale"] else 0)
-        yield from (started, rate, results, red, stale)
+        yield from (started, rate, results, generation, red, stale)
         queued, set_aside = self.backlog
         yield GaugeMetricFamily(
             "batch_metrics_rollups_queued",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batch_metrics.models import RunUploader
+from batch_metrics.models import RunSummary, RunUploader
 
 
 class _Answer(BaseModel):
@@ -12,6 +12,8 @@ class _Answer(BaseModel):
 
 
 class LatestRun(_Answer):
+    """The ecosystem's own counts in its latest run: platform validations, and generation failures apart."""
+
     id: int
     started_at: str
     success_rate: float
@@ -19,15 +21,17 @@ class LatestRun(_Answer):
     failed: int
     skipped: int
     total_recipes: int
+    generation_failed: int = Field(description="Recipes that failed to be generated (not validations).")
 
 
 class EcosystemStatus(_Answer):
     ecosystem: str
     latest_run: LatestRun
     runs_since_green: int = Field(
-        description="Runs since the last run with nothing failed (all runs if none)."
+        description="Runs that validated something since the last green one: something passed, nothing "
+        "failed (all of them if none)."
     )
-    last_green_at: str | None = Field(description="`started_at` of the last run with nothing failed.")
+    last_green_at: str | None = Field(description="`started_at` of the last green run.")
     stale: bool = Field(description="No batch for longer than `stale_after_seconds`.")
     stale_after_seconds: float | None = Field(
         description="`serve --stale-after`, else twice the median gap between the latest runs (at least an "
@@ -41,6 +45,7 @@ class DayPoint(_Answer):
     runs: int
     passed: int
     failed: int
+    generation_failed: int
     success_rate: float
     macos_minutes: float
     linux_minutes: float
@@ -107,6 +112,8 @@ class RecipeRow(_Answer):
     platform: str
     result: str
     error_category: str | None
+    error_subcategory: str | None
+    stage: str | None
 
 
 class RecipeHistory(_Answer):
@@ -119,18 +126,41 @@ class FailedRow(_Answer):
     recipe_name: str
     platform: str
     error_category: str | None
+    error_subcategory: str | None
+    blocked_by: list[str] | None
+    stage: str | None = Field(description="`generation` for a failure to generate the recipe.")
     error_message: str | None
+
+
+class EcosystemCounts(_Answer):
+    ecosystem: str
+    passed: int
+    failed: int
+    skipped: int
+    generation_failed: int
+    success_rate: float
+
+
+class StoredUnlisted(_Answer):
+    platform: str
+    ecosystem: str | None
+    passed: int
+    failed: int
+    skipped: int
 
 
 class RunFailures(_Answer):
     id: int
     batch_id: str
-    ecosystem: str
+    ecosystem: str = Field(description="The batch's own label.")
     started_at: str
     success_rate: float
     passed: int
     failed: int
     skipped: int
+    ecosystems: list[EcosystemCounts] = Field(description="Each ecosystem's own counts in the run.")
+    run_summary: RunSummary | None = Field(description="The pipeline's own account of the batch, as sent.")
+    unlisted: list[StoredUnlisted] = Field(description="Results the run summary counts that no row names.")
     uploader: RunUploader | None = Field(description="Who uploaded it, as in `GET /batch-runs/{id}`.")
     run_url: str | None = Field(description="The CI run's page (http or https), as the uploader sent it.")
     failures: list[FailedRow] = Field(description="By recipe name; at most 500.")

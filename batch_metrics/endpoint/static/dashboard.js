@@ -52,6 +52,8 @@ function svgEl(tag, attrs, text) {
 }
 
 const percent = (rate) => (rate * 100).toFixed(1) + "%";
+// A rate only where platform validations ran: a run or day that validated nothing has none.
+const rateOf = (item) => (item.passed + item.failed ? percent(item.success_rate) : "—");
 // "2026-12-01T01:00:00Z" -> "2026-12-01 01:00Z"; text that is not such a time is shown as it is.
 const when = (stamp) => String(stamp || "").replace(/^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(:\d\d(\.\d+)?)?/, "$1 $2");
 
@@ -183,8 +185,8 @@ function drawEcosystems(summary) {
     }
     const at = link(when(latest.started_at), { run: String(latest.id), recipe: "" });
     at.className = "time";
-    return row([link(item.ecosystem, { ecosystem: item.ecosystem }), at, percent(latest.success_rate), latest.failed,
-      item.runs_since_green, status]);
+    return row([link(item.ecosystem, { ecosystem: item.ecosystem }), at, rateOf(latest), latest.failed,
+      latest.generation_failed, item.runs_since_green || item.last_green_at ? item.runs_since_green : "—", status]);
   }), "No batches stored yet.");
 }
 
@@ -209,8 +211,9 @@ function drawCharts(summary) {
   const byPlatform = Boolean(summary.ecosystem);
   $("rate-title").textContent = byPlatform ? `Success rate per day on each platform: ${summary.ecosystem}`
     : "Success rate per day";
+  const validated = (byPlatform ? summary.platform_days : summary.daily).filter((p) => p.passed + p.failed);
   lineChart($("rate-chart"), $("rate-table"), days,
-    seriesOf(byPlatform ? summary.platform_days : summary.daily, (p) => p.success_rate,
+    seriesOf(validated, (p) => p.success_rate,
       (p) => `${percent(p.success_rate)} (${p.failed} failed)`,
       byPlatform ? (p) => p.platform || "(none)" : undefined),
     { max: 1, label: `Success rate per ${byPlatform ? "platform" : "ecosystem"} and day`, unit: "%" });
@@ -238,7 +241,9 @@ function drawRecipe(answer) {
     svg.append(svgEl("title", {}, `${answer.recipe_name} on ${key}`));
     items.forEach((item, index) => {
       const box = svgEl("rect", { x: index * cell, y: 0, width: cell - 1, height: 16, class: item.result });
-      box.append(svgEl("title", {}, `${when(item.started_at)}: ${item.result}${item.error_category ? " (" + item.error_category + ")" : ""}`));
+      const why = [item.error_category, item.error_subcategory].filter(Boolean).join(" / ");
+      const stage = item.stage === "generation" ? " in generation" : "";
+      box.append(svgEl("title", {}, `${when(item.started_at)}: ${item.result}${stage}${why ? " (" + why + ")" : ""}`));
       svg.append(box);
     });
     const counts = items.reduce((sum, item) => (sum[item.result] = (sum[item.result] || 0) + 1, sum), {});
@@ -269,21 +274,58 @@ function uploadedBy(answer) {
   return line;
 }
 
-function drawRun(answer) {
+function scrolling(head, rows) {
   const table = el("table");
   table.append(el("thead"), el("tbody"));
-  table.tHead.append(row(["recipe", "platform", "category", "message"]));
-  for (const item of answer.failures) {
-    const message = el("pre", item.error_message || "");
-    table.tBodies[0].append(row([link(item.recipe_name, { recipe: item.recipe_name, run: "" }), item.platform || "(none)",
-      item.error_category || "", message]));
-  }
+  table.tHead.append(row(head));
+  table.tBodies[0].append(...rows);
   const wrap = el("div", null, { class: "scroll" });
   wrap.append(table);
-  const summary = el("p", `${answer.ecosystem}, ${when(answer.started_at)}: ${percent(answer.success_rate)}, ` +
+  return wrap;
+}
+
+// What the pipeline's own run summary said: generation apart from platform validation.
+function drawSummary(summary, unlisted) {
+  const parts = [];
+  const taken = Object.entries(summary.ecosystems || {}).map(([name, count]) => `${count} ${name}`);
+  if (summary.ecosystem) taken.push(summary.ecosystem);
+  const funnel = ["generated", "merged", "excluded", "constrained"].filter((key) => key in summary)
+    .map((key) => `${summary[key]} ${key}`).join(", ");
+  parts.push(el("p", `Run summary ${summary.batch_id || ""} (${summary.source || "as sent"}): generation took ` +
+    `${taken.join(", ") || "nothing named"}; ${funnel || "no generation counts"}.`, { class: "note" }));
+  const jobs = Object.entries(summary.platforms || {});
+  if (jobs.length) {
+    parts.push(scrolling(["platform job", "tested", "passed", "failed"],
+      jobs.map(([name, counts]) => row([name, counts.tested || 0, counts.passed || 0, counts.failed || 0]))));
+  }
+  if (unlisted.length) {
+    const count = unlisted.reduce((sum, item) => sum + item.passed + item.failed + item.skipped, 0);
+    parts.push(el("p", `${count} of these validations are named by no row (the files name only failures): ` +
+      "they count in every total and rate, but have no recipe.", { class: "note" }));
+  }
+  return parts;
+}
+
+function drawRun(answer) {
+  const failures = answer.failures.map((item) => {
+    const why = [item.error_category, item.error_subcategory].filter(Boolean).join(" / ");
+    const blocked = item.blocked_by && item.blocked_by.length ? `blocked by ${item.blocked_by.join(", ")}` : "";
+    return row([link(item.recipe_name, { recipe: item.recipe_name, run: "" }), item.platform || "(none)",
+      item.stage === "generation" ? "generation" : "validation", why, blocked, el("pre", item.error_message || "")]);
+  });
+  const summary = el("p", `${answer.ecosystem}, ${when(answer.started_at)}: ${rateOf(answer)}, ` +
     `${answer.passed} passed, ${answer.failed} failed, ${answer.skipped} skipped` +
     (answer.truncated ? ` (the first ${answer.failures.length} failures shown)` : ""));
-  return [summary, uploadedBy(answer), answer.failures.length ? wrap : el("p", "No failures.", { class: "empty" })];
+  const body = [summary, uploadedBy(answer)];
+  if (answer.ecosystems.length > 1) {
+    body.push(scrolling(["ecosystem", "success rate", "passed", "failed", "skipped", "generation failures"],
+      answer.ecosystems.map((item) => row([link(item.ecosystem, { ecosystem: item.ecosystem, run: "" }), rateOf(item),
+        item.passed, item.failed, item.skipped, item.generation_failed]))));
+  }
+  if (answer.run_summary) body.push(...drawSummary(answer.run_summary, answer.unlisted));
+  body.push(failures.length ? scrolling(["recipe", "platform", "stage", "category", "blocked", "message"], failures)
+    : el("p", "No failures.", { class: "empty" }));
+  return body;
 }
 
 async function drawDrill(current) {

@@ -19,6 +19,7 @@ upload raises `Unavailable`, which the route answers with 503 or 507 for the cli
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -57,8 +58,12 @@ RUN_COLUMNS = (
 )  # fmt: skip
 RESULT_COLUMNS = (
     "batch_run_id", "recipe_name", "ecosystem", "result", "error_category", "error_message",
-    "duration_seconds", "platform",
+    "duration_seconds", "platform", "error_subcategory", "blocked_by", "attempts", "stage",
 )  # fmt: skip
+# The Worker's columns and `platform`: all that a batch whose rows carry nothing more fills.
+BASIC_RESULT_COLUMNS = RESULT_COLUMNS[:8]
+_EXTENSIONS = frozenset(RESULT_COLUMNS[8:])
+_UNLISTED_COLUMNS = ("batch_run_id", "platform", "ecosystem", "passed", "failed", "skipped")
 # Advisory lock numbers (any constants): one migrator, and one roll-up writer, at a time.
 _MIGRATION_LOCK = 727270
 _ROLLUP_LOCK = 727271
@@ -66,12 +71,20 @@ _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
 _RUN_INSERT = (
-    f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at) "
-    f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 2))}) "
+    f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at, run_summary) "
+    f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 3))}) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+_UNLISTED_INSERT = (
+    f"INSERT INTO run_unlisted ({', '.join(_UNLISTED_COLUMNS)}) "
+    f"VALUES ({', '.join(['{mark}'] * len(_UNLISTED_COLUMNS))})"
 )
 _RUN_SELECT = (
     f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at, {UPLOADER_COLUMNS} FROM batch_runs {UPLOADER_JOIN}"
+)
+_UNLISTED_SELECT = (
+    "SELECT platform, ecosystem, passed, failed, skipped FROM run_unlisted WHERE batch_run_id = {mark}"
+    " ORDER BY platform, ecosystem"
 )
 # One page of a run's results (index (batch_run_id, id), migration 6): memory bounded by the page.
 _RESULT_PAGE = (
@@ -110,17 +123,33 @@ def now() -> str:
 def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any, ...]:
     """Run columns in order; a number left out or null is stored as 0, as the Worker does."""
     numbers = (payload.get(key) or 0 for key in RUN_COLUMNS[4:])  # total_recipes .. linux_minutes
+    summary = payload.get("run_summary")
     return (
         payload["batch_id"], payload["ecosystem"], payload["started_at"], payload.get("completed_at"),
-        *numbers, idempotency_key, now(),
+        *numbers, idempotency_key, now(), None if summary is None else json.dumps(summary),
     )  # fmt: skip
 
 
-def result_rows(run_id: int, payload: BatchPayload) -> Iterator[tuple[Any, ...]]:
-    """Rows in RESULT_COLUMNS order, made as the driver takes them (never all at once in memory)."""
+def result_columns(payload: BatchPayload) -> tuple[str, ...]:
+    """The columns the batch's rows fill: the basic ones unless a row carries a field migration 7
+    added (one pass at C speed; a batch without them writes no column of NULLs)."""
+    return BASIC_RESULT_COLUMNS if all(map(_EXTENSIONS.isdisjoint, payload["results"])) else RESULT_COLUMNS
+
+
+def result_rows(run_id: int, payload: BatchPayload, columns: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """Rows in `columns` order (`result_columns`), made as the driver takes them (never all at once in
+    memory); `blocked_by` as a JSON array."""
+    if columns == BASIC_RESULT_COLUMNS:
+        return (
+            (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
+             r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
+            for r in payload["results"]
+        )  # fmt: skip
     return (
         (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
-         r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
+         r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"),
+         r.get("error_subcategory"), json.dumps(blocked) if (blocked := r.get("blocked_by")) else None,
+         r.get("attempts"), r.get("stage"))
         for r in payload["results"]
     )  # fmt: skip
 
@@ -139,6 +168,11 @@ def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column} {operator} {mark}")
             params.append(value)
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def stored_json(text: str | None) -> Any:
+    """A JSON column as stored by this endpoint (a summary, a list of names), or None."""
+    return None if text is None else json.loads(text)
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:
@@ -164,8 +198,8 @@ class SQLStorage(ABC):
         """A connection for reading; `wait`: how long to wait for one, where the dialect waits at all."""
 
     @abstractmethod
-    def _insert_results(self, db: Any, rows: Iterator[tuple[Any, ...]]) -> None:
-        """Bulk-load result rows inside the open transaction."""
+    def _insert_results(self, db: Any, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> None:
+        """Bulk-load result rows (values of `columns`) inside the open transaction."""
 
     @abstractmethod
     def _has_table(self, db: Any, name: str) -> bool: ...
@@ -258,8 +292,16 @@ class SQLStorage(ABC):
             if uploader is not None:
                 db.execute(self._sql(UPLOADER_INSERT), uploader.values(run_id, payload.get("run_url")))
             if payload["results"]:
-                self._insert_results(db, result_rows(run_id, payload))
-                self._queue_for_rollups(db, run_id)
+                columns = result_columns(payload)
+                self._insert_results(db, columns, result_rows(run_id, payload, columns))
+            unlisted = payload.get("unlisted")
+            if unlisted:
+                db.cursor().executemany(self._sql(_UNLISTED_INSERT), [
+                    (run_id, entry["platform"], entry.get("ecosystem"), entry.get("passed") or 0,
+                     entry.get("failed") or 0, entry.get("skipped") or 0)
+                    for entry in unlisted
+                ])  # fmt: skip
+            self._queue_for_rollups(db, run_id)  # a batch of no rows has its counts to roll up too
         self._background.wake()
         return run_id, False
 
@@ -357,9 +399,14 @@ class SQLStorage(ABC):
                 return None
             run = nest_uploader(runs[0])
             results = _dicts(db.execute(self._sql(_RESULT_PAGE), (run_id, after, limit + 1)))
+            summary = db.execute(self._sql("SELECT run_summary FROM batch_runs WHERE id = {mark}"), (run_id,))
+            run["run_summary"] = stored_json(summary.fetchone()[0])
+            run["unlisted"] = _dicts(db.execute(self._sql(_UNLISTED_SELECT), (run_id,)))
         more = len(results) > limit
         run["results"] = results[:limit]
         run["next_cursor"] = str(results[limit - 1]["id"]) if more else None
+        for result in run["results"]:
+            result["blocked_by"] = stored_json(result["blocked_by"])
         return run
 
     def backlog(self, wait: float | None = None) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from batch_metrics.endpoint.storage.health import PROBE_TABLE
 from batch_metrics.endpoint.storage.queue import SET_ASIDE_MIGRATION
-from batch_metrics.endpoint.storage.rollups import QUEUE_MIGRATION, ROLLUP_MIGRATION
+from batch_metrics.endpoint.storage.rollups import ECOSYSTEM_MIGRATION, QUEUE_MIGRATION, ROLLUP_MIGRATION
 from batch_metrics.endpoint.storage.uploaders import MIGRATION as UPLOADER_MIGRATION
 
 # The Worker's telemetry/migrations/0001_batch_metrics_schema.sql with the types spelled per dialect.
@@ -70,5 +70,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         "DROP INDEX idx_recipe_results_batch_run_id;\n"
         "CREATE INDEX idx_recipe_results_run_rows ON recipe_results(batch_run_id, id);",
     ),
+    # The rows' subcategory, blocked_by, attempts and stage; run summaries and unlisted results; the
+    # roll-ups keyed by the rows' ecosystems, rebuilt from the stored batches (docs/tsuku.md).
+    (7, ECOSYSTEM_MIGRATION),
     (8, UPLOADER_MIGRATION),  # who sent each batch: the credential's name, the CI run's claims and URL
 )

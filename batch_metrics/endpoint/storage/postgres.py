@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.base import BASIC_RESULT_COLUMNS, RESULT_COLUMNS, SQLStorage
 from batch_metrics.endpoint.storage.health import (
     DISK_FULL,
     PROBE_SECONDS,
@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-_COPY_RESULTS = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN".encode()
+_COPY_RESULTS: dict[tuple[str, ...], bytes] = {
+    columns: f"COPY recipe_results ({', '.join(columns)}) FROM STDIN".encode()
+    for columns in (RESULT_COLUMNS, BASIC_RESULT_COLUMNS)
+}
 # SQLSTATEs (and their classes) that mean "nothing can be stored now", whatever the batch.
 _UNAVAILABLE = {
     "53100": DISK_FULL, "25006": READ_ONLY, "08": UNREACHABLE, "53": UNREACHABLE, "57P": UNREACHABLE,
@@ -107,8 +110,10 @@ class PostgresStorage(SQLStorage):
         row = db.execute("SELECT to_regclass(%s)", (name,)).fetchone()
         return row is not None and row[0] is not None
 
-    def _insert_results(self, db: psycopg.Connection[Any], rows: Iterator[tuple[Any, ...]]) -> None:
-        with db.cursor() as cursor, cursor.copy(_COPY_RESULTS) as copy:
+    def _insert_results(
+        self, db: psycopg.Connection[Any], columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
+    ) -> None:
+        with db.cursor() as cursor, cursor.copy(_COPY_RESULTS[columns]) as copy:
             for row in rows:
                 copy.write_row(row)
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from batch_metrics.endpoint.storage.base import RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.base import SQLStorage
 from batch_metrics.endpoint.storage.health import (
     DISK_FULL,
     GONE,
@@ -181,10 +181,11 @@ class SQLiteStorage(SQLStorage):
             is not None
         )
 
-    def _insert_results(self, db: sqlite3.Connection, rows: Iterator[tuple[Any, ...]]) -> None:
+    def _insert_results(
+        self, db: sqlite3.Connection, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
+    ) -> None:
         db.executemany(
-            f"INSERT INTO recipe_results ({', '.join(RESULT_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
+            f"INSERT INTO recipe_results ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             rows,
         )
 
