@@ -127,7 +127,8 @@ def commit_files(settings: Settings) -> Iterator[Files]:
 
 def backfill(settings: Settings, reporter: Reporter, *, progress: TextIO | None = None) -> Tally:
     """Send every batch commit's batch; the tally. Raises gitlog.GitError when git cannot be read."""
-    from batch_metrics.client.upload import session_for, total_time, upload  # the network only here
+    from batch_metrics.client.http import session_for  # the network only here
+    from batch_metrics.client.upload import total_time, upload
 
     progress = progress or sys.stderr
     tally = Tally()

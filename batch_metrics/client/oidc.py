@@ -23,7 +23,8 @@ import requests
 
 from batch_metrics import TOKEN_ENV
 from batch_metrics.client.actions import REQUEST_TOKEN_ENV, REQUEST_URL_ENV
-from batch_metrics.client.upload import batch_url, bearer_request, endpoint_refusal, within
+from batch_metrics.client.http import bearer_request, endpoint_refusal, within
+from batch_metrics.client.upload import batch_url
 
 # Three base64url parts: what a JWT is, and all a bearer header can carry of it.
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")

@@ -18,10 +18,7 @@ Bodies over GZIP_THRESHOLD go gzip-compressed; an endpoint that answers 415 gets
 the same bytes uncompressed at once. The key stays the hash of the uncompressed
 bytes, so every re-send matches whatever the encoding.
 
-Routing: loopback endpoints and plain http:// are always reached directly,
-never through a proxy from the environment (a proxy would see the token in
-clear); https:// to other hosts follows HTTPS_PROXY/ALL_PROXY/NO_PROXY. The CA
-bundle comes from REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE.
+Where the token may go, and how one request is made and bounded, is `client.http`.
 
 Never raises for network or HTTP trouble: every outcome is an `UploadResult`,
 and no message it returns or logs contains the token.
@@ -31,47 +28,43 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import ipaddress
 import json
-import os
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import Literal
 from urllib.parse import urlsplit
 
 import requests
-from requests.auth import AuthBase
 
 from batch_metrics import __version__
+from batch_metrics.client.http import (
+    Answer,
+    bearer_request,
+    endpoint_refusal,
+    within,
+)
 from batch_metrics.client.redact import Redactor
 
 ROUTE = "/batch-metrics"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
-CONNECT_TIMEOUT = 10.0
 BODY_SHOWN = 300
-# Enough for any answer the endpoint gives; a hostile server's endless body is never read further.
-ANSWER_LIMIT = 64 * 1024
 # Below this, compressing costs more time than it saves; above it a batch shrinks about tenfold.
 GZIP_THRESHOLD = 1024 * 1024
 # Measured on a 1M-result payload (108 MiB, 2 cores): level 1 gives 9.4 MiB in 1.0 s, level 6
 # 5.9 MiB in 1.4 s, level 9 5.3 MiB in 5.4 s.
 GZIP_LEVEL = 6
-CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 # RFC 6750 token68: what may follow "Bearer " in the Authorization header.
 _TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # What OpenSSL says when the answer to its ClientHello is not TLS at all (1.1: the first, 3.x: either).
 _NOT_TLS = re.compile(r"wrong version number|record layer failure|packet length too long", re.IGNORECASE)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,26 +76,6 @@ class UploadResult:
     message: str
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What one attempt got back: the status, the headers and at most ANSWER_LIMIT bytes of body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class BearerAuth(AuthBase):
-    """Set as `auth`, so requests never swaps in ~/.netrc credentials for the token."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
-
-
 def idempotency_key(body: bytes) -> str:
     """Derived from the exact bytes, so re-sending a saved payload file reuses the key."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
@@ -112,41 +85,6 @@ def batch_url(endpoint: str) -> str:
     """`https://host` → `https://host/batch-metrics`; a URL already ending in the route is kept."""
     base = endpoint.strip().rstrip("/")
     return base if base.endswith(ROUTE) else base + ROUTE
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def endpoint_refusal(url: str) -> str | None:
-    """Why the token must not go to this URL, or None when it may."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"endpoint {url!r} is not an http(s) URL"
-    if parts.username or parts.password:
-        return "the endpoint URL must not carry credentials; give the token as `token`"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        return (
-            f"refusing to send the token over plain http:// to {parts.hostname}; "
-            "use https:// (plain http is allowed only to loopback)"
-        )
-    return None
-
-
-def goes_direct(url: str) -> bool:
-    """Loopback and plain http are never handed to a proxy: it would see the request, token and all."""
-    parts = urlsplit(url)
-    return parts.scheme == "http" or is_loopback(parts.hostname or "")
-
-
-def ca_bundle(env: Mapping[str, str]) -> str | bool:
-    """The CA bundle named the standard ways, else True (requests' own bundle)."""
-    return next((env[name] for name in CA_BUNDLE_ENV if env.get(name)), True)
 
 
 def encode_body(body: bytes) -> tuple[bytes, str | None]:
@@ -216,67 +154,11 @@ def _run_name(run_id: int | None) -> str:
     return f"batch run {run_id}" if run_id is not None else "a batch run (the endpoint did not say which)"
 
 
-def session_for(url: str) -> requests.Session:
-    """A session for `url`: off, `trust_env` reads no proxy from the environment (the CA bundle is
-    passed with each request either way)."""
-    http = requests.Session()
-    http.trust_env = not goes_direct(url)
-    return http
-
-
-def bearer_request(
-    method: str, url: str, token: str, limit: float, kept: requests.Session | None = None, **options: Any
-) -> Answer:
-    """One request with `token` as bearer (no redirect followed, no proxy for loopback or plain http),
-    with requests' per-operation timeouts cut to `limit` (the caller bounds the total); on the `kept`
-    session (its connection kept alive for the next request) when there is one."""
-    with (
-        nullcontext(kept) if kept is not None else session_for(url) as http,
-        http.request(
-            method,
-            url,
-            auth=BearerAuth(token),
-            timeout=(min(CONNECT_TIMEOUT, limit), limit),
-            allow_redirects=False,
-            stream=True,
-            verify=ca_bundle(os.environ),
-            **options,
-        ) as response,
-    ):
-        read = bytearray()
-        for chunk in response.iter_content(chunk_size=16 * 1024):
-            read += chunk
-            if len(read) >= ANSWER_LIMIT:
-                break
-        return Answer(response.status_code, response.headers, bytes(read[:ANSWER_LIMIT]))
-
-
 def _post(
     url: str, body: bytes, headers: Mapping[str, str], token: str, limit: float, kept: requests.Session | None
 ) -> Answer:
     """One attempt of the upload."""
     return bearer_request("POST", url, token, limit, kept, data=body, headers=headers)
-
-
-def within(limit: float, call: Callable[[], T]) -> T | requests.RequestException | None:
-    """`call()` with a wall-clock deadline: its result, its network error, or None when `limit` passed
-    (the call is left to finish, or die with the process, in its daemon thread)."""
-    outcome: list[T | BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as error:  # handed to the waiting thread, which decides
-            outcome.append(error)
-
-    worker = threading.Thread(target=run, name="batch-metrics-http", daemon=True)
-    worker.start()
-    worker.join(limit)
-    if not outcome:
-        return None
-    if isinstance(outcome[0], BaseException) and not isinstance(outcome[0], requests.RequestException):
-        raise outcome[0]
-    return outcome[0]
 
 
 def _attempt(

@@ -14,19 +14,15 @@ from batch_metrics import __version__
 from batch_metrics.endpoint.answers.shapes import (
     DASHBOARD_MODELS,
     DashboardSummary,
+    Health,
     RecipeHistory,
     RunFailures,
-)
-from batch_metrics.endpoint.storage import RESULTS_PAGE
-from batch_metrics.models import (
-    BatchCreated,
-    BatchPayload,
-    Health,
     RunPage,
     ServerError,
     StoredRunWithResults,
-    render_document,
 )
+from batch_metrics.endpoint.storage import RESULTS_PAGE
+from batch_metrics.models import BatchCreated, BatchPayload, render_document
 
 _MODELS = (BatchPayload, BatchCreated, RunPage, StoredRunWithResults, Health, ServerError, *DASHBOARD_MODELS)
 _REF_TEMPLATE = "#/components/schemas/{model}"

@@ -38,7 +38,7 @@ def checkout(root: Path) -> Path:
 
 def test_only_new_or_changed_files_are_read(tmp_path: Path) -> None:
     root = checkout(tmp_path)
-    files, warnings = find_files("data/failures/*.jsonl", root, "HEAD")
+    files, warnings, _ = find_files("data/failures/*.jsonl", root, changed_since="HEAD")
     assert warnings == []
     assert files == [
         "data/failures/batch-2026-03-02T00-00-00Z.jsonl",
@@ -50,7 +50,7 @@ def test_only_new_or_changed_files_are_read(tmp_path: Path) -> None:
 
 def test_a_workspace_inside_the_repository_selects_the_same(tmp_path: Path) -> None:
     root = checkout(tmp_path)
-    files, _ = find_files("failures/*.jsonl", root / "data", "HEAD")
+    files, _, _ = find_files("failures/*.jsonl", root / "data", changed_since="HEAD")
     assert files == ["failures/batch-2026-03-02T00-00-00Z.jsonl", "failures/ignored-2026.jsonl",
                      "failures/kept.jsonl"]  # fmt: skip
 
@@ -59,7 +59,7 @@ def test_nothing_new_is_a_warning_saying_so(tmp_path: Path) -> None:
     root = checkout(tmp_path)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "this run")
-    files, warnings = find_files("data/failures/batch-*.jsonl", root, "HEAD")
+    files, warnings, _ = find_files("data/failures/batch-*.jsonl", root, changed_since="HEAD")
     assert files == []
     assert [w.message for w in warnings] == ["none of the 2 files that match is new or changed since HEAD"]
 
@@ -77,8 +77,10 @@ def test_without_git_nothing_is_read_rather_than_the_history(tmp_path: Path) -> 
 
 def test_a_revision_that_is_no_commit_or_an_option_is_refused(tmp_path: Path) -> None:
     root = checkout(tmp_path)
-    files, warnings = find_files("data/failures/*.jsonl", root, "no-such-branch")
+    files, warnings, _ = find_files("data/failures/*.jsonl", root, changed_since="no-such-branch")
     assert files == [] and warnings[0].message.startswith("changed-since no-such-branch: ")
-    files, warnings = find_files("data/failures/*.jsonl", root, "--output=x")  # never handed to git
+    files, warnings, _ = find_files(
+        "data/failures/*.jsonl", root, changed_since="--output=x"
+    )  # never handed to git
     assert files == [] and "'--output=x' is not a git revision" in warnings[0].message
     assert not (root / "x").exists()

@@ -18,10 +18,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from batch_metrics.client.http import endpoint_refusal
 from batch_metrics.client.upload import (
     UploadResult,
     batch_url,
-    endpoint_refusal,
     idempotency_key,
     retry_after_seconds,
     upload,

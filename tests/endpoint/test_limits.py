@@ -132,8 +132,9 @@ def test_every_text_at_its_limit_in_4_byte_characters_is_stored_and_on_the_dashb
     assert [row["name"] for row in summary["error_categories"]] == [category]
     failures = live.get(f"/api/dashboard/runs/{run_id}").json()["failures"]
     assert failures == [
-        {"recipe_name": name, "platform": platform, "error_category": category, "error_message": message}
-    ]
+        {"recipe_name": name, "platform": platform, "error_category": category, "error_message": message,
+         "error_subcategory": None, "blocked_by": None, "stage": None}
+    ]  # fmt: skip
     health = requests.get(f"{live.url}/health", timeout=30).json()
     assert (health["rollups_queued"], health["rollups_set_aside"]) == (0, 0)
     stored = live.get(f"/batch-runs/{run_id}").json()

@@ -93,7 +93,9 @@ def collect(
     if fmt != "auto" and fmt not in COLLECTORS:
         raise ValueError(f"unknown format {fmt!r}: use auto or one of {', '.join(FORMATS)}")
     collection = Collection()
-    files, warnings, collection.skipped = find_files(patterns, workspace, skip, changed_since)
+    files, warnings, collection.skipped = find_files(
+        patterns, workspace, skip=skip, changed_since=changed_since
+    )
     collection.warnings.extend(warnings)
     root = workspace.resolve()
     with _cyclic_gc_paused():

@@ -40,6 +40,7 @@ def _inside(pattern: str, workspace: Path, root: Path) -> str | None:
 def find_files(
     patterns: str,
     workspace: Path,
+    *,
     skip: Callable[[Path], str | None] | None = None,
     changed_since: str | None = None,
 ) -> tuple[list[str], list[CollectWarning], list[str]]:

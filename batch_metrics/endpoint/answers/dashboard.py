@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batch_metrics.endpoint.storage import SQLStorage
-from batch_metrics.endpoint.storage.base import stored_json
+from batch_metrics.endpoint.storage.statements import stored_json
 from batch_metrics.endpoint.storage.uploaders import UPLOADER_COLUMNS, UPLOADER_JOIN, nest_uploader
 from batch_metrics.models import CLOCK_SKEW, MAX_MINUTES, rfc3339, success_rate
 

@@ -1,10 +1,107 @@
-"""The shapes of the dashboard's JSON answers, for the OpenAPI document; tests check answers against them."""
+"""The shapes of the endpoint's JSON answers (the read API, `/health`, a 500, the dashboard), for the
+OpenAPI document; tests check answers against them. What an upload carries and gets back is the
+wire contract (models.py)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from batch_metrics.models import RunSummary, RunUploader
+from batch_metrics.models import RunSummary, UnlistedResults
+
+
+class StoredResult(BaseModel):
+    """A stored result row, as the read API answers it."""
+
+    id: int
+    recipe_name: str
+    ecosystem: str
+    result: str
+    error_category: str | None
+    error_message: str | None
+    duration_seconds: float
+    platform: str | None
+    error_subcategory: str | None = None
+    blocked_by: list[str] | None = None
+    attempts: int | None = None
+    stage: str | None = None
+
+
+class RunUploader(BaseModel):
+    """Who uploaded a run: a token by its name, or a GitHub Actions OIDC token by the rule that let it in
+    and the claims of the run it was issued to (these are null for a token)."""
+
+    kind: Literal["token", "oidc"]
+    name: str = Field(description="The token's name in the credentials file, or the OIDC rule's name.")
+    repository: str | None
+    workflow: str | None = Field(description="The `job_workflow_ref` claim: the workflow file and its ref.")
+    run_id: str | None
+    run_attempt: str | None
+    ref: str | None
+    sha: str | None
+
+
+class StoredRun(BaseModel):
+    """A stored batch run, as the read API answers it."""
+
+    id: int
+    batch_id: str
+    ecosystem: str
+    started_at: str
+    completed_at: str | None
+    total_recipes: int
+    passed: int
+    failed: int
+    skipped: int
+    success_rate: float
+    macos_minutes: float
+    linux_minutes: float
+    received_at: str | None = Field(description="When the endpoint stored it; null on rows from D1.")
+    uploader: RunUploader | None = Field(
+        description="Who uploaded it; null on runs stored before migration 8 or from D1."
+    )
+    run_url: str | None = Field(description="The CI run's page as the uploader sent it; http(s) only.")
+
+
+class StoredRunWithResults(StoredRun):
+    """A stored run and one page of its results, in the order they were stored."""
+
+    results: list[StoredResult]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page of results; null on the last page."
+    )
+    run_summary: RunSummary | None = None
+    unlisted: list[UnlistedResults] = Field(default_factory=list)
+
+
+class RunPage(BaseModel):
+    """One page of runs, newest first."""
+
+    runs: list[StoredRun]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class Health(BaseModel):
+    """Whether the database can be read and written now, and how far the dashboard's roll-ups lag."""
+
+    status: Literal["ok", "unavailable"]
+    reason: str | None = Field(default=None, description="Why the endpoint is unavailable.")
+    rollups_queued: int | None = Field(
+        default=None, description="Stored batches not yet in the dashboard's roll-ups (set aside included)."
+    )
+    rollups_set_aside: int | None = Field(
+        default=None,
+        description="Stored batches whose roll-up failed: kept, retried later, and left out of the dashboard "
+        "until then.",
+    )
+
+
+class ServerError(BaseModel):
+    """A 500: nothing internal, only an id to find the details in the server's log."""
+
+    error: str
+    request_id: str
 
 
 class _Answer(BaseModel):

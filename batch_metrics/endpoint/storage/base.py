@@ -19,7 +19,6 @@ upload raises `Unavailable`, which the route answers with 503 or 507 for the cli
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -43,53 +42,29 @@ from batch_metrics.endpoint.storage.health import (
 from batch_metrics.endpoint.storage.migrations import DIALECT_TYPES, MIGRATIONS
 from batch_metrics.endpoint.storage.queue import Background as _Background
 from batch_metrics.endpoint.storage.rollups import roll_up_run
+from batch_metrics.endpoint.storage.statements import (
+    RESULT_PAGE,
+    RUN_INSERT,
+    RUN_SELECT,
+    UNLISTED_INSERT,
+    UNLISTED_SELECT,
+    result_columns,
+    result_rows,
+    run_values,
+    stored_json,
+)
 from batch_metrics.endpoint.storage.uploaders import (
-    UPLOADER_COLUMNS,
     UPLOADER_INSERT,
-    UPLOADER_JOIN,
     Uploader,
     nest_uploader,
 )
 from batch_metrics.models import BatchPayload, rfc3339
 
-RUN_COLUMNS = (
-    "batch_id", "ecosystem", "started_at", "completed_at", "total_recipes", "passed", "failed", "skipped",
-    "success_rate", "macos_minutes", "linux_minutes",
-)  # fmt: skip
-RESULT_COLUMNS = (
-    "batch_run_id", "recipe_name", "ecosystem", "result", "error_category", "error_message",
-    "duration_seconds", "platform", "error_subcategory", "blocked_by", "attempts", "stage",
-)  # fmt: skip
-# The Worker's columns and `platform`: all that a batch whose rows carry nothing more fills.
-BASIC_RESULT_COLUMNS = RESULT_COLUMNS[:8]
-_EXTENSIONS = frozenset(RESULT_COLUMNS[8:])
-_UNLISTED_COLUMNS = ("batch_run_id", "platform", "ecosystem", "passed", "failed", "skipped")
 # Advisory lock numbers (any constants): one migrator, and one roll-up writer, at a time.
 _MIGRATION_LOCK = 727270
 _ROLLUP_LOCK = 727271
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-)
-_RUN_INSERT = (
-    f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}, idempotency_key, received_at, run_summary) "
-    f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 3))}) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-)
-_UNLISTED_INSERT = (
-    f"INSERT INTO run_unlisted ({', '.join(_UNLISTED_COLUMNS)}) "
-    f"VALUES ({', '.join(['{mark}'] * len(_UNLISTED_COLUMNS))})"
-)
-_RUN_SELECT = (
-    f"SELECT id, {', '.join(RUN_COLUMNS)}, received_at, {UPLOADER_COLUMNS} FROM batch_runs {UPLOADER_JOIN}"
-)
-_UNLISTED_SELECT = (
-    "SELECT platform, ecosystem, passed, failed, skipped FROM run_unlisted WHERE batch_run_id = {mark}"
-    " ORDER BY platform, ecosystem"
-)
-# One page of a run's results (index (batch_run_id, id), migration 6): memory bounded by the page.
-_RESULT_PAGE = (
-    f"SELECT id, {', '.join(RESULT_COLUMNS[1:])} FROM recipe_results "
-    "WHERE batch_run_id = {mark} AND id > {mark} ORDER BY id LIMIT {mark}"
 )
 RESULTS_PAGE = 1000  # the default and the largest page of `GET /batch-runs/{id}`
 # After a read's catch-up could not write, reads answer from the roll-ups without trying for this long.
@@ -120,40 +95,6 @@ def now() -> str:
     return rfc3339(datetime.now(UTC), milliseconds=True)
 
 
-def _run_values(payload: BatchPayload, idempotency_key: str | None) -> tuple[Any, ...]:
-    """Run columns in order; a number left out or null is stored as 0, as the Worker does."""
-    numbers = (payload.get(key) or 0 for key in RUN_COLUMNS[4:])  # total_recipes .. linux_minutes
-    summary = payload.get("run_summary")
-    return (
-        payload["batch_id"], payload["ecosystem"], payload["started_at"], payload.get("completed_at"),
-        *numbers, idempotency_key, now(), None if summary is None else json.dumps(summary),
-    )  # fmt: skip
-
-
-def result_columns(payload: BatchPayload) -> tuple[str, ...]:
-    """The columns the batch's rows fill: the basic ones unless a row carries a field migration 7
-    added (one pass at C speed; a batch without them writes no column of NULLs)."""
-    return BASIC_RESULT_COLUMNS if all(map(_EXTENSIONS.isdisjoint, payload["results"])) else RESULT_COLUMNS
-
-
-def result_rows(run_id: int, payload: BatchPayload, columns: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
-    """Rows in `columns` order (`result_columns`), made as the driver takes them (never all at once in
-    memory); `blocked_by` as a JSON array."""
-    if columns == BASIC_RESULT_COLUMNS:
-        return (
-            (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
-             r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"))
-            for r in payload["results"]
-        )  # fmt: skip
-    return (
-        (run_id, r["recipe_name"], r["ecosystem"], r["result"], r.get("error_category"),
-         r.get("error_message"), r.get("duration_seconds") or 0.0, r.get("platform"),
-         r.get("error_subcategory"), json.dumps(blocked) if (blocked := r.get("blocked_by")) else None,
-         r.get("attempts"), r.get("stage"))
-        for r in payload["results"]
-    )  # fmt: skip
-
-
 def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -168,11 +109,6 @@ def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column} {operator} {mark}")
             params.append(value)
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
-def stored_json(text: str | None) -> Any:
-    """A JSON column as stored by this endpoint (a summary, a list of names), or None."""
-    return None if text is None else json.loads(text)
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:
@@ -282,7 +218,7 @@ class SQLStorage(ABC):
         Raises `Unavailable` when the database cannot store anything now.
         """
         with self._storing(), self._transaction() as db:
-            row = db.execute(self._sql(_RUN_INSERT), _run_values(payload, idempotency_key)).fetchone()
+            row = db.execute(self._sql(RUN_INSERT), run_values(payload, idempotency_key, now())).fetchone()
             if row is None:
                 existing = db.execute(
                     self._sql("SELECT id FROM batch_runs WHERE idempotency_key = {mark}"), (idempotency_key,)
@@ -296,7 +232,7 @@ class SQLStorage(ABC):
                 self._insert_results(db, columns, result_rows(run_id, payload, columns))
             unlisted = payload.get("unlisted")
             if unlisted:
-                db.cursor().executemany(self._sql(_UNLISTED_INSERT), [
+                db.cursor().executemany(self._sql(UNLISTED_INSERT), [
                     (run_id, entry["platform"], entry.get("ecosystem"), entry.get("passed") or 0,
                      entry.get("failed") or 0, entry.get("skipped") or 0)
                     for entry in unlisted
@@ -373,7 +309,7 @@ class SQLStorage(ABC):
         """Up to `limit` runs, newest first, and the cursor of the next page (None on the last)."""
         where, params = _filter_sql(query, self.mark)
         with self._reader() as db:
-            runs = _dicts(db.execute(f"{_RUN_SELECT}{where} ORDER BY id DESC LIMIT {self.mark}",
+            runs = _dicts(db.execute(f"{RUN_SELECT}{where} ORDER BY id DESC LIMIT {self.mark}",
                                      (*params, query.limit + 1)))  # fmt: skip
         runs = [nest_uploader(run) for run in runs]
         if len(runs) > query.limit:
@@ -394,14 +330,14 @@ class SQLStorage(ABC):
         """The run and up to `limit` of its results with ids above `after`, in the order they were stored;
         `next_cursor` is the `after` of the next page (None on the last)."""
         with self._reader() as db:
-            runs = _dicts(db.execute(self._sql(f"{_RUN_SELECT} WHERE id = {{mark}}"), (run_id,)))
+            runs = _dicts(db.execute(self._sql(f"{RUN_SELECT} WHERE id = {{mark}}"), (run_id,)))
             if not runs:
                 return None
             run = nest_uploader(runs[0])
-            results = _dicts(db.execute(self._sql(_RESULT_PAGE), (run_id, after, limit + 1)))
+            results = _dicts(db.execute(self._sql(RESULT_PAGE), (run_id, after, limit + 1)))
             summary = db.execute(self._sql("SELECT run_summary FROM batch_runs WHERE id = {mark}"), (run_id,))
             run["run_summary"] = stored_json(summary.fetchone()[0])
-            run["unlisted"] = _dicts(db.execute(self._sql(_UNLISTED_SELECT), (run_id,)))
+            run["unlisted"] = _dicts(db.execute(self._sql(UNLISTED_SELECT), (run_id,)))
         more = len(results) > limit
         run["results"] = results[:limit]
         run["next_cursor"] = str(results[limit - 1]["id"]) if more else None

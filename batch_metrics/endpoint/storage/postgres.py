@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from batch_metrics.endpoint.storage.base import BASIC_RESULT_COLUMNS, RESULT_COLUMNS, SQLStorage
+from batch_metrics.endpoint.storage.base import SQLStorage
 from batch_metrics.endpoint.storage.health import (
     DISK_FULL,
     PROBE_SECONDS,
@@ -14,6 +14,7 @@ from batch_metrics.endpoint.storage.health import (
     UNREACHABLE,
     ProbeBusy,
 )
+from batch_metrics.endpoint.storage.statements import BASIC_RESULT_COLUMNS, RESULT_COLUMNS
 
 if TYPE_CHECKING:
     import psycopg
