@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,8 +78,25 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     try:
         yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        _drop(admin_url, name)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    """Drop a test's database with any sessions left in it.
+
+    An admin without `pg_signal_backend` may not end an autovacuum worker that happens to be in
+    the database: that refusal is retried for a few seconds, since the worker finishes on its own.
+    """
+    deadline = time.monotonic() + 10
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        while True:
+            try:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
