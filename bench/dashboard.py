@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from batch_metrics.endpoint.answers import dashboard
+from batch_metrics.endpoint.answers import dashboard, flaky
 from batch_metrics.endpoint.answers.dashboard import Window
 from batch_metrics.endpoint.storage import SQLStorage, open_storage
 from bench import postgres
@@ -108,7 +108,7 @@ def queries(history: History) -> dict[str, Callable[[SQLStorage], object]]:
         lambda s: dashboard.platforms(s, window),
         lambda s: dashboard.failing_recipes(s, window),
         lambda s: dashboard.error_categories(s, window),
-        lambda s: dashboard.flaky_recipes(s, window),
+        lambda s: flaky.across_runs(s, window),
         lambda s: dashboard.recipe_history(s, window, recipe),
         lambda s: dashboard.run_failures(s, history.ecosystems * history.nights),
     )

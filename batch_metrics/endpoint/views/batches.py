@@ -1,7 +1,8 @@
 """The Worker-compatible API: `POST /batch-metrics`, the read API (`GET /batch-runs`, `GET /batch-runs/{id}`),
 `GET /health` and `GET /openapi.json`.
 
-Answers mirror the Worker's: 201 `{"batch_run_id": N}`, plain-text `Bad request: <field> is required`
+Answers mirror the Worker's: 201 `{"batch_run_id": N}` (with `changes`, what changed since each
+ecosystem's previous run, which the Worker lacks), plain-text `Bad request: <field> is required`
 and `Unauthorized`; `Forbidden: ...` (403) says what a valid credential may not do, such as write
 an ecosystem outside its patterns. An upload is refused from its headers before any of its body is
 read, read within the limits of body.py, validated against the wire contract in a worker thread,
@@ -93,8 +94,11 @@ def _parse(body: bytearray) -> tuple[BatchPayload, set[str]]:
 class Endpoint:
     """The route handlers, sharing one storage, guard, budget and the limits."""
 
-    def __init__(self, storage: SQLStorage, guard: Guard, limits: Limits) -> None:
+    def __init__(
+        self, storage: SQLStorage, guard: Guard, limits: Limits, *, compare_runs: bool = True
+    ) -> None:
         self.storage = storage
+        self.compare_runs = compare_runs
         self.guard = guard
         self.limits = limits
         self.budget = ByteBudget(limits.max_in_flight_bytes)
@@ -134,9 +138,8 @@ class Endpoint:
                     payload, ecosystems = await run_in_threadpool(_parse, body)
                     uploader = self.guard.uploader(request, access, ecosystems)  # a 403 names the ecosystem
                     async with self.writing:
-                        run_id, duplicate = await run_in_threadpool(
-                            self.storage.insert_batch, payload, key, uploader
-                        )
+                        store = partial(self.storage.store_batch, compare=self.compare_runs)
+                        stored = await run_in_threadpool(store, payload, key, uploader)
         except BodyError as error:
             return PlainTextResponse(error.message, error.status, error.headers)
         except ClientDisconnect:
@@ -151,9 +154,13 @@ class Endpoint:
                 error.status,
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        if duplicate:
-            return JSONResponse({"batch_run_id": run_id, "duplicate": True}, 200)
-        return JSONResponse({"batch_run_id": run_id}, 201)
+        # The Worker's answer, and what changed since each ecosystem's previous run (the same re-delivered).
+        answer: dict[str, object] = {"batch_run_id": stored.run_id}
+        if stored.duplicate:
+            answer["duplicate"] = True
+        if stored.changes is not None:
+            answer["changes"] = stored.changes
+        return json_answer(answer, 200 if stored.duplicate else 201)
 
     async def list_runs(self, request: Request) -> Response:
         self.guard.check_read(request)
