@@ -36,6 +36,7 @@ from batch_metrics.endpoint.access import (
     CredentialsFile,
     load_tokens,
 )
+from batch_metrics.endpoint.answers.targets import Targets
 from batch_metrics.endpoint.app import create_app, database_target
 from batch_metrics.endpoint.body import Limits
 from batch_metrics.endpoint.edge import ASGIApp
@@ -172,6 +173,8 @@ def serve(
     limits: Limits | None = None,
     public_read: bool = False,
     stale_after: timedelta | None = None,
+    targets: Targets | None = None,
+    compare_runs: bool = True,
     pool_size: int = 8,
     idle_seconds: float = IDLE_SECONDS,
     drain_seconds: float = DRAIN_SECONDS,
@@ -210,7 +213,7 @@ def serve(
         )
     app = create_app(
         storage, tokens, credentials=credentials, limits=limits, public_read=public_read,
-        stale_after=stale_after,
+        stale_after=stale_after, targets=targets, compare_runs=compare_runs,
     )  # fmt: skip
     host_server = Host(app, sock, idle_seconds=idle_seconds, drain_seconds=drain_seconds)
 
