@@ -7,8 +7,9 @@ answer first and read the rest of the body afterwards (edge.py), so every client
 
 `serve()` checks what an operator can get wrong before anything is created, in this order: the
 minute budgets and success targets (answers/targets.py), the port (bound here, then handed to
-Hypercorn as `fd://`), the PostgreSQL driver, the SQLite path, the database itself. Each failure is a `StartError` whose message is one line saying what to do;
-`batch-metrics serve` prints it and exits 2.
+Hypercorn as `fd://`), the PostgreSQL driver, the SQLite path, the database itself. Each failure
+is a `StartError` whose message is one line saying what to do; `batch-metrics serve` prints it and
+exits 2.
 """
 
 from __future__ import annotations
