@@ -227,7 +227,7 @@ def test_metrics_export_what_the_alerts_compare_with_bounded_labels(seeded: Stor
     assert values["batch_metrics_last_batch_fixed", (("ecosystem", "homebrew"),)] == 2
     assert values["batch_metrics_success_rate_target", (("ecosystem", "pypi"),)] == 0.95
     assert values["batch_metrics_success_rate_target", (("ecosystem", "homebrew"),)] == 0.9
-    assert values["batch_metrics_runner_minutes_weekly_budget", (("os", "macos"),)] == 200
+    assert values["batch_metrics_runner_weekly_budget_seconds", (("os", "macos"),)] == 200 * 60
     # Every label is an ecosystem, an operating system, a result or a definition: never a recipe.
     labels = {name for family in families.values() for sample in family.samples for name in sample.labels}
     assert labels <= {"ecosystem", "os", "result", "definition"}

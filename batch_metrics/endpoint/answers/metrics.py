@@ -133,21 +133,22 @@ class _Answers:
             target.add_metric([status["ecosystem"]], self.targets.success_target(status["ecosystem"]))
         yield target
         spent = GaugeMetricFamily(
-            "batch_metrics_runner_minutes_7d",
-            "Runner minutes of the ecosystem's batches started in the last 7 days, by operating system.",
+            "batch_metrics_runner_time_7d_seconds",
+            "Runner time of the ecosystem's batches started in the last 7 days (their minutes), by operating "
+            "system.",
             labels=["ecosystem", "os"],
         )
         for row in self.minutes["ecosystems"]:
             for system in SYSTEMS:
-                spent.add_metric([row["ecosystem"], system], row[f"{system}_minutes"])
+                spent.add_metric([row["ecosystem"], system], row[f"{system}_minutes"] * 60)
         yield spent
         budget = GaugeMetricFamily(
-            "batch_metrics_runner_minutes_weekly_budget",
-            "The operator's weekly runner-minute budget (serve --minutes-budget), by operating system.",
+            "batch_metrics_runner_weekly_budget_seconds",
+            "The operator's weekly runner-time budget (serve --minutes-budget, in minutes), by operating system.",
             labels=["os"],
         )
         for system, minutes in sorted(self.targets.minutes_budget.items()):
-            budget.add_metric([system], minutes)
+            budget.add_metric([system], minutes * 60)
         yield budget
         found = GaugeMetricFamily(
             "batch_metrics_flaky_recipes",
