@@ -39,6 +39,7 @@ _COPY = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN"
 
 _PG_BASELINES = ("COPY", "executemany")
 _UNCOMPARED = "the same upload, not compared"
+SETTLE_SECONDS = 1.0
 _SHOWN = "rows/s until the dashboard shows the batch,"
 Rows = list[tuple[Any, ...]]
 
@@ -119,6 +120,9 @@ def _poster(
             raise BenchError(f"GET /api/dashboard answered {status}: {answer[:300]!r}")
         if number:
             shown.append(time.perf_counter() - started)
+        # The server's thread checkpoints the WAL after the roll-ups: let it end before the next contender
+        # runs, so no contender is measured beside another's leftover work (there are two servers).
+        time.sleep(SETTLE_SECONDS)
         return seconds
 
     return post

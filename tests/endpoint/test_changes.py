@@ -163,6 +163,48 @@ def test_concurrent_uploads_of_one_ecosystem_compare_in_turn(database: str, stor
             assert changes["gone_recipes"] == [f"r{number_of[previous[number]]}"]
 
 
+def test_an_upload_rolled_back_after_its_comparison_leaves_the_next_one_comparing_with_the_stored_run(
+    database: str, storage: Storage
+) -> None:
+    """The queue refuses run 2 after it was compared: run 3 (which SQLite may give run 2's id) compares
+    with run 1, as the database holds it, not with the run this process compared and lost."""
+    refuse = (
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON rollup_queue FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ) if database.startswith("postgresql") else (
+        "CREATE TRIGGER refuse BEFORE INSERT ON rollup_queue BEGIN SELECT RAISE(ABORT, 'no'); END",
+    )  # fmt: skip
+    first = storage.store_batch(payload(1, [row("a", "linux", "failed")]), None)  # type: ignore[arg-type]
+    execute_directly(database, *refuse)
+    with pytest.raises(Exception, match="no"):
+        storage.store_batch(payload(2, [row("a", "linux", "passed"), row("b", "linux", "failed")]), None)  # type: ignore[arg-type]
+    execute_directly(database, "DROP TRIGGER refuse" + (" ON rollup_queue" if database.startswith("post") else ""))
+    third = storage.store_batch(payload(3, [row("a", "linux", "failed"), row("c", "linux", "passed")]), None)  # type: ignore[arg-type]
+    assert third.changes is not None
+    changes = third.changes[0]
+    assert changes["previous_run_id"] == first.run_id
+    assert pairs(changes["still_failing"], "failed_runs") == [("a", "linux", 2)]
+    assert (changes["new_recipes"], changes["new_failures"], changes["fixed"]) == (["c"], [], [])
+
+
+def test_a_run_stored_by_another_process_is_the_previous_run_of_the_next_upload(
+    database: str, storage: Storage
+) -> None:
+    """This process compared run 1; another stored run 2: run 3 compares with run 2, read from the database."""
+    storage.store_batch(payload(1, [row("a", "linux", "failed"), row("b", "linux", "passed")]), None)  # type: ignore[arg-type]
+    other = open_storage(database)
+    try:
+        second = other.store_batch(payload(2, [row("a", "linux", "passed"), row("b", "linux", "failed")]), None)  # type: ignore[arg-type]
+    finally:
+        other.close()
+    third = storage.store_batch(payload(3, [row("a", "linux", "passed"), row("b", "linux", "failed")]), None)  # type: ignore[arg-type]
+    assert third.changes is not None
+    changes = third.changes[0]
+    assert changes["previous_run_id"] == second.run_id
+    assert pairs(changes["still_failing"], "failed_runs") == [("b", "linux", 2)]
+    assert (changes["fixed"], changes["new_failures"], changes["gone_recipes"]) == ([], [], [])
+
+
 def _store_as_before_migration_9(database: str, payloads: list[dict[str, Any]]) -> None:
     """Batches as the code before migration 9 stored them: every column, no comparison."""
     runs = f"INSERT INTO batch_runs ({', '.join(RUN_COLUMNS)}) VALUES ({{}}) RETURNING id"  # noqa: S608

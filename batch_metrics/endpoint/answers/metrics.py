@@ -144,7 +144,7 @@ class _Answers:
         yield spent
         budget = GaugeMetricFamily(
             "batch_metrics_runner_weekly_budget_seconds",
-            "The operator's weekly runner-time budget (serve --minutes-budget, in minutes), by operating system.",
+            "The operator's weekly runner-time budget (serve --minutes-budget, in minutes), by OS.",
             labels=["os"],
         )
         for system, minutes in sorted(self.targets.minutes_budget.items()):

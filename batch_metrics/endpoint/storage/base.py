@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from batch_metrics.endpoint.storage import queue
-from batch_metrics.endpoint.storage.changes import compare_run, stored_changes
+from batch_metrics.endpoint.storage.changes import Heads, compare_run, stored_changes
 from batch_metrics.endpoint.storage.health import (
     CANNOT_WRITE,
     PROBE_SECONDS,
@@ -45,6 +45,7 @@ from batch_metrics.endpoint.storage.queue import Background as _Background
 from batch_metrics.endpoint.storage.rollups import roll_up_run
 from batch_metrics.endpoint.storage.statements import (
     BASIC_RESULT_COLUMNS,
+    KEYED_RUN,
     RESULT_PAGE,
     RUN_INSERT,
     RUN_SELECT,
@@ -78,8 +79,7 @@ _CATCH_UP_PAUSE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Stored:
-    """What became of an upload: the run's id, whether it was stored before (its key), and what changed
-    since each of its ecosystems' previous run (None when not compared)."""
+    """An upload's run id, whether its key was stored before, and its changes (None: not compared)."""
 
     run_id: int
     duplicate: bool
@@ -156,6 +156,7 @@ class SQLStorage(ABC):
         self._background = _Background(self._catch_up)
         self._checkup = Checkup(self._probe)
         self._reads_catch_up_after = 0.0
+        self._heads = Heads()  # the comparisons' last heads, by ecosystem (changes.py)
 
     def _catch_up(self) -> None:
         self.roll_up()
@@ -199,10 +200,10 @@ class SQLStorage(ABC):
             raise Unavailable(reason) from error
 
     def insert_batch(
-        self, payload: BatchPayload, idempotency_key: str | None, uploader: Uploader | None = None
+        self, payload: BatchPayload, key: str | None, who: Uploader | None = None
     ) -> tuple[int, bool]:
         """`store_batch`'s run id, and True when the key was already stored."""
-        stored = self.store_batch(payload, idempotency_key, uploader)
+        stored = self.store_batch(payload, key, who)
         return stored.run_id, stored.duplicate
 
     def store_batch(
@@ -211,22 +212,27 @@ class SQLStorage(ABC):
     ) -> Stored:  # fmt: skip
         """Store the run, who sent it and its results together, compared with each of its ecosystems'
         previous run (changes.py); a key already stored answers that run and its comparison.
-
         `compare=False` only measures what the comparison costs (bench/ingest.py): the runs stored so
-        are left out of every later comparison. Raises `Unavailable` when the database cannot store
-        anything now.
+        are left out of every later comparison. Raises `Unavailable` when the database cannot store now.
         """
+        try:
+            stored = self._store(payload, idempotency_key, uploader, compare)
+        except BaseException:
+            self._heads.forget()  # rolled back with the batch: the heads it moved are not the database's
+            raise
+        self._background.wake()
+        return stored
+
+    def _store(self, payload: BatchPayload, key: str | None, who: Uploader | None, compare: bool) -> Stored:
         with self._storing(), self._transaction() as db:
-            row = db.execute(self._sql(RUN_INSERT), run_values(payload, idempotency_key, now())).fetchone()
+            row = db.execute(self._sql(RUN_INSERT), run_values(payload, key, now())).fetchone()
             if row is None:
-                existing = db.execute(
-                    self._sql("SELECT id FROM batch_runs WHERE idempotency_key = {mark}"), (idempotency_key,)
-                ).fetchone()
+                existing = db.execute(self._sql(KEYED_RUN), (key,)).fetchone()
                 run_id = int(existing[0])
                 return Stored(run_id, True, stored_changes(db, self.mark, run_id) if compare else None)
             run_id = int(row[0])
-            if uploader is not None:
-                db.execute(self._sql(UPLOADER_INSERT), uploader.values(run_id, payload.get("run_url")))
+            if who is not None:
+                db.execute(self._sql(UPLOADER_INSERT), who.values(run_id, payload.get("run_url")))
             columns = result_columns(payload)
             if payload["results"]:
                 self._insert_results(db, columns, result_rows(run_id, payload, columns))
@@ -241,9 +247,10 @@ class SQLStorage(ABC):
             if compare:
                 self._exclusive(db, _CHANGES_LOCK)  # uploads take turns: each compares with the one before
                 staged = columns != BASIC_RESULT_COLUMNS  # else no row names a stage
-                changes = compare_run(db, self.mark, run_id, payload["results"], staged=staged)
+                changes = compare_run(
+                    db, self.mark, run_id, payload["results"], staged=staged, heads=self._heads
+                )
             self._queue_for_rollups(db, run_id)  # a batch of no rows has its counts to roll up too
-        self._background.wake()
         return Stored(run_id, False, changes)
 
     def roll_up(self) -> int:
@@ -261,8 +268,7 @@ class SQLStorage(ABC):
         return added
 
     def _roll_up_next(self) -> bool | None:
-        """Add the oldest due batch to the roll-ups: True, or False when it failed and was set aside;
-        None when no batch is due."""
+        """Roll up the oldest due batch: True; False when it failed (set aside); None when none is due."""
         due = now()
         with self._reader() as db:  # the usual answer, "none", without waiting for the write lock
             if db.execute(self._sql(queue.ANY_DUE), (due,)).fetchone() is None:

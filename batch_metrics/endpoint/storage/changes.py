@@ -4,39 +4,48 @@ The upload's answer says what broke and what was fixed, so the comparison cannot
 roll-ups (made after the upload, storage/queue.py). Its state is kept apart from them, per
 ecosystem, and moved on by each upload in the transaction that stores the batch:
 
-- `ecosystem_heads`: the ecosystem's last compared run, how many runs it has had, the names of the
-  recipes that run validated and the recipe x platform pairs that failed in it, each with the run
-  where its failure began (each rewritten only when it changed);
+- `ecosystem_heads`: the ecosystem's last compared run and how many runs it has had;
+- `head_failures`: the recipe x platform pairs that failed in that run, each with the run where
+  its failure began (only what changed is written: new failures in, ended ones out);
 - `run_changes`: each run's answer, per ecosystem: counts (what `/metrics` and the alerts read)
   and the lists (capped at MAX_LISTED each), so a re-delivered batch and the dashboard answer alike.
 
-Comparing costs a few passes at C speed over the batch's rows in memory, one read of each
-ecosystem's head and a write of what changed; no read of `recipe_results` (docs/benchmarks.md has
-the cost: a few percent of the upload of a 100k-row batch).
-Only platform validations count (rows of the generation stage do not). The previous run is the
-one compared before this one: uploads take turns at the comparison (`SQLStorage.insert_batch`
-holds a lock for it on PostgreSQL; SQLite has one writer), so runs compare in the order they were
-stored. Migration 9 makes each ecosystem's head from the batches already stored (`build_heads`).
+The names of the recipes the previous run validated are that run's own rows. The process keeps the
+last ones it compared (`Heads`, checked against the head's run on every use), so the usual upload
+reads none; after a restart, or when another process stored the previous run, they are read once
+from that run's rows (by its index, one run's worth). So comparing costs a few passes over the
+batch's rows in memory and writes proportional to what changed (docs/benchmarks.md has the cost
+beside the upload's). Only platform validations count (rows of the generation stage do not). The
+previous run is the one compared before this one: uploads take turns at the comparison
+(`SQLStorage.store_batch` holds a lock for it on PostgreSQL; SQLite has one writer), so runs
+compare in the order they were stored. Migration 9 makes each ecosystem's head from the batches
+already stored (`build_heads`).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from operator import itemgetter, methodcaller
 from typing import Any
 
 GENERATION = "generation"
 MAX_LISTED = 1000  # entries per list in an answer; the counts are always whole
-# `recipes`: the names, UTF-8, separated by NUL (which no stored text holds: the endpoint takes none);
-# `failures`: JSON [[recipe, platform, run number where the failure began, that run's id], ...].
 TABLES = """
 CREATE TABLE ecosystem_heads (
     ecosystem TEXT PRIMARY KEY,
     batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
-    run_number INTEGER NOT NULL,
-    recipes {bytes} NOT NULL,
-    failures TEXT NOT NULL
+    run_number INTEGER NOT NULL
+);
+CREATE TABLE head_failures (
+    ecosystem TEXT NOT NULL,
+    recipe_name TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    since_number INTEGER NOT NULL,
+    since_run_id {fk} NOT NULL,
+    PRIMARY KEY (ecosystem, recipe_name, platform)
 );
 CREATE TABLE run_changes (
     batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
@@ -54,10 +63,25 @@ CREATE INDEX idx_run_changes_ecosystem ON run_changes(ecosystem, batch_run_id);
 """
 COUNTS = ("new_failures", "fixed", "still_failing", "new_recipes", "gone_recipes")
 _PER_PLATFORM = COUNTS[:3]
-_HEAD = "SELECT batch_run_id, run_number, recipes, failures FROM ecosystem_heads WHERE ecosystem = {mark}"
+_VALIDATION = "(stage IS NULL OR stage <> 'generation')"
+_HEAD = "SELECT batch_run_id, run_number FROM ecosystem_heads WHERE ecosystem = {mark}"
 _NEW_HEAD = (
-    "INSERT INTO ecosystem_heads (ecosystem, batch_run_id, run_number, recipes, failures)"
+    "INSERT INTO ecosystem_heads (ecosystem, batch_run_id, run_number) VALUES ({mark}, {mark}, {mark})"
+)
+_MOVE_HEAD = "UPDATE ecosystem_heads SET batch_run_id = {mark}, run_number = {mark} WHERE ecosystem = {mark}"
+_FAILURES = (
+    "SELECT recipe_name, platform, since_number, since_run_id FROM head_failures WHERE ecosystem = {mark}"
+)
+_ADD_FAILURE = (
+    "INSERT INTO head_failures (ecosystem, recipe_name, platform, since_number, since_run_id)"
     " VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
+)
+_DROP_FAILURE = (
+    "DELETE FROM head_failures WHERE ecosystem = {mark} AND recipe_name = {mark} AND platform = {mark}"
+)
+_NAMES = (
+    "SELECT recipe_name FROM recipe_results"
+    f" WHERE batch_run_id = {{mark}} AND ecosystem = {{mark}} AND {_VALIDATION}"
 )
 _STORE = (
     f"INSERT INTO run_changes (batch_run_id, ecosystem, previous_run_id, {', '.join(COUNTS)}, detail)"
@@ -72,6 +96,28 @@ _ECOSYSTEM = itemgetter("ecosystem")
 _PLATFORM_OF = itemgetter(1)
 _STAGE = methodcaller("get", "stage")
 Pair = tuple[str, str]
+
+
+@dataclass
+class _Head:
+    """An ecosystem's state after a run: the run, its names, its failures (pair -> (number, run id))."""
+
+    run_id: int
+    number: int
+    names: set[str]
+    failures: dict[Pair, tuple[int, int]]
+
+
+@dataclass
+class Heads:
+    """The heads this process compared last, by ecosystem: each is used only while it is still the
+    database's (same run), so a head moved by another process or a rolled-back upload is read again."""
+
+    known: dict[str, _Head] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        """After a rollback: a run id may be given again (SQLite), so no copy may outlive its upload."""
+        self.known.clear()
 
 
 def _validations(results: list[Any], staged: bool) -> dict[str, list[Any]]:
@@ -89,85 +135,105 @@ def _validations(results: list[Any], staged: bool) -> dict[str, list[Any]]:
     return grouped
 
 
-def compare_run(db: Any, mark: str, run_id: int, results: list[Any], *, staged: bool) -> list[dict[str, Any]]:
+def compare_run(
+    db: Any, mark: str, run_id: int, results: list[Any], *, staged: bool, heads: Heads
+) -> list[dict[str, Any]]:
     """Compare the batch `run_id` (its rows: `results`) with each of its ecosystems' previous run, store
     the answers and move the heads on; the answers, by ecosystem. Runs inside the caller's transaction.
-    `staged`: whether any row may carry a `stage` (statements.result_columns tells)."""
-    return [
-        _compare(db, mark, run_id, ecosystem, rows)
-        for ecosystem, rows in sorted(_validations(results, staged).items())
-    ]
+    `staged`: whether any row may carry a `stage` (statements.result_columns tells).
+
+    The cyclic garbage collector is paused meanwhile: the comparison makes no cycles, and a full
+    collection, which walks every object alive (the batch's rows too), costs more than it does.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return [
+            _compare(db, mark, run_id, ecosystem, rows, heads)
+            for ecosystem, rows in sorted(_validations(results, staged).items())
+        ]
+    finally:
+        if collecting:
+            gc.enable()
 
 
-def _names(blob: bytes | memoryview) -> set[str]:
-    return set(bytes(blob).decode("utf-8", "surrogatepass").split("\0")) if blob else set()
+def _previous(db: Any, mark: str, ecosystem: str, heads: Heads) -> _Head | None:
+    """The ecosystem's head: this process's copy while it is the database's, else read."""
+    found = db.execute(_HEAD.format(mark=mark), (ecosystem,)).fetchone()
+    if found is None:
+        return None
+    run_id, number = int(found[0]), int(found[1])
+    known = heads.known.get(ecosystem)
+    if known is not None and (known.run_id, known.number) == (run_id, number):
+        return known
+    names = {row[0] for row in db.execute(_NAMES.format(mark=mark), (run_id, ecosystem))}
+    failures = {
+        (recipe, platform): (int(since), int(since_run))
+        for recipe, platform, since, since_run in db.execute(_FAILURES.format(mark=mark), (ecosystem,))
+    }
+    return _Head(run_id, number, names, failures)
 
 
-def _blob(names: set[str]) -> bytes:
-    text = "\0".join(names)
-    if text.count("\0") != max(len(names) - 1, 0):
-        raise ValueError("a recipe name holds a NUL character, which the endpoint never stores")
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _compare(db: Any, mark: str, run_id: int, ecosystem: str, rows: list[Any]) -> dict[str, Any]:
-    """One ecosystem: the sets of this run (names, failing pairs) against its head's."""
+def _compare(
+    db: Any, mark: str, run_id: int, ecosystem: str, rows: list[Any], heads: Heads
+) -> dict[str, Any]:
+    """One ecosystem: this run's names and failing pairs against its head's."""
     names = set(map(_RECIPE, rows))
-    failing = {
-        (row["recipe_name"], row.get("platform") or ""): row for row in rows if row["result"] == "failed"
-    }
-    head = db.execute(_HEAD.format(mark=mark), (ecosystem,)).fetchone()
+    head = _previous(db, mark, ecosystem, heads)
+    before = head.failures if head is not None else {}
+    wanted = {recipe for recipe, _ in before}  # the recipes that could be fixed now
+    failing: dict[Pair, Any] = {}
+    passed: set[Pair] = set()
+    for row in rows:
+        result = row["result"]
+        if result == "failed":
+            failing[row["recipe_name"], row.get("platform") or ""] = row
+        elif result == "passed" and row["recipe_name"] in wanted:
+            passed.add((row["recipe_name"], row.get("platform") or ""))
     if head is None:  # the ecosystem's first run: nothing to compare with
-        failures = [[recipe, platform, 1, run_id] for recipe, platform in failing]
-        db.execute(_NEW_HEAD.format(mark=mark), (ecosystem, run_id, 1, _blob(names), json.dumps(failures)))
+        db.execute(_NEW_HEAD.format(mark=mark), (ecosystem, run_id, 1))
+        _add_failures(db, mark, ecosystem, failing, 1, run_id)
+        heads.known[ecosystem] = _Head(run_id, 1, names, dict.fromkeys(failing, (1, run_id)))
         return _store(db, mark, run_id, ecosystem, None, _Changes())
-    previous_id, number = int(head[0]), int(head[1]) + 1
-    previous_names = _names(head[2])
-    before: dict[Pair, tuple[int, int]] = {
-        (recipe, platform): (since, since_run) for recipe, platform, since, since_run in json.loads(head[3])
-    }
-    new_recipes = names - previous_names
-    # Every name of before is still here when as many are here, less the new ones: no second pass.
-    same_rest = len(previous_names) == len(names) - len(new_recipes)
-    changes = _Changes(new_recipes, set() if same_rest else previous_names - names)
+    number = head.number + 1
+    differ = names.symmetric_difference(head.names)  # one pass over the previous names: the few that differ
+    new_recipes = {name for name in differ if name in names}
+    changes = _Changes(new_recipes, differ - new_recipes, number, before)
     ended = before.keys() - failing.keys()  # failed last time, not this time: fixed where it passed now
-    if ended:
-        wanted = {recipe for recipe, _ in ended}
-        passed = {
-            (row["recipe_name"], row.get("platform") or "")
-            for row in rows
-            if row["recipe_name"] in wanted and row["result"] == "passed"
-        }
-        changes.fixed = {pair: number - before[pair][0] for pair in ended & passed}
+    changes.fixed = {pair: number - before[pair][0] for pair in ended & passed}
     changes.still_failing = failing.keys() & before.keys()
-    changes.since = before
-    changes.number = number
     started = failing.keys() - before.keys()
     changes.new_failures = {pair: (failing[pair], pair[0] in new_recipes) for pair in started}
-    sets = ["batch_run_id = {mark}", "run_number = {mark}"]
-    values: list[object] = [run_id, number]
-    if changes.new_recipes or changes.gone_recipes:
-        sets.append("recipes = {mark}")
-        values.append(_blob(names))
-    if started or ended:
-        kept = [[recipe, platform, *before[recipe, platform]] for recipe, platform in changes.still_failing]
-        kept += [[recipe, platform, number, run_id] for recipe, platform in started]
-        sets.append("failures = {mark}")
-        values.append(json.dumps(kept))
-    db.execute(f"UPDATE ecosystem_heads SET {', '.join(sets)} WHERE ecosystem = {{mark}}".format(mark=mark),
-               (*values, ecosystem))  # fmt: skip
-    return _store(db, mark, run_id, ecosystem, previous_id, changes)
+    if ended:
+        db.cursor().executemany(_DROP_FAILURE.format(mark=mark), [(ecosystem, *pair) for pair in ended])
+    _add_failures(db, mark, ecosystem, started, number, run_id)
+    db.execute(_MOVE_HEAD.format(mark=mark), (run_id, number, ecosystem))
+    failures = {pair: before[pair] for pair in changes.still_failing}
+    failures.update(dict.fromkeys(started, (number, run_id)))
+    heads.known[ecosystem] = _Head(run_id, number, names, failures)
+    return _store(db, mark, run_id, ecosystem, head.run_id, changes)
+
+
+def _add_failures(db: Any, mark: str, ecosystem: str, pairs: Any, number: int, run_id: int) -> None:
+    if pairs:
+        db.cursor().executemany(
+            _ADD_FAILURE.format(mark=mark),
+            [(ecosystem, recipe, platform, number, run_id) for recipe, platform in pairs],
+        )
 
 
 class _Changes:
     """One ecosystem's comparison before it is written: pairs and names, with what the answer says of each."""
 
-    def __init__(self, new_recipes: set[str] | None = None, gone_recipes: set[str] | None = None) -> None:
+    def __init__(
+        self, new_recipes: set[str] | None = None, gone_recipes: set[str] | None = None, number: int = 1,
+        since: dict[Pair, tuple[int, int]] | None = None,
+    ) -> None:  # fmt: skip
         self.new_failures: dict[Pair, tuple[dict[str, Any], bool]] = {}  # the row; whether its recipe is new
         self.fixed: dict[Pair, int] = {}  # how many runs it had been failing
         self.still_failing: set[Pair] = set()
-        self.since: dict[Pair, tuple[int, int]] = {}  # a failure's first run: its number, its id
-        self.number = 1  # this run's number among the ecosystem's
+        self.since = since or {}  # a failure's first run: its number, its id
+        self.number = number  # this run's number among the ecosystem's
         self.new_recipes = new_recipes or set()
         self.gone_recipes = gone_recipes or set()
 
@@ -221,12 +287,7 @@ def stored_changes(db: Any, mark: str, run_id: int) -> list[dict[str, Any]]:
     return found
 
 
-_VALIDATION = "(stage IS NULL OR stage <> 'generation')"
 _RUNS_OF = f"SELECT DISTINCT ecosystem, batch_run_id FROM recipe_results WHERE {_VALIDATION}"
-_ROWS_OF = (
-    "SELECT recipe_name, coalesce(platform, ''), result FROM recipe_results"
-    f" WHERE batch_run_id = {{mark}} AND ecosystem = {{mark}} AND {_VALIDATION}"
-)
 _FAILED_IN = (
     "SELECT recipe_name, coalesce(platform, '') FROM recipe_results"
     f" WHERE batch_run_id = {{mark}} AND result = 'failed' AND ecosystem = {{mark}} AND {_VALIDATION}"
@@ -235,16 +296,15 @@ _FAILED_IN = (
 
 def build_heads(db: Any, mark: str) -> None:
     """Migration 9: each ecosystem's head from the batches stored before it, so the next upload compares
-    with its real previous run. One pass over the rows to find each ecosystem's runs, the last run's
-    rows, then each of its failures followed back run by run (failed rows only) to where it began."""
+    with its real previous run: one pass over the rows to find each ecosystem's runs, then each failure
+    of its last run followed back run by run (failed rows only) to where it began."""
     runs: dict[str, list[int]] = {}
     for ecosystem, run_id in db.execute(_RUNS_OF).fetchall():
         runs.setdefault(ecosystem, []).append(int(run_id))
     for ecosystem, ids in runs.items():
         ids.sort()
         last = ids[-1]
-        rows = db.execute(_ROWS_OF.format(mark=mark), (last, ecosystem)).fetchall()
-        open_pairs = {(recipe, platform) for recipe, platform, result in rows if result == "failed"}
+        open_pairs = set(db.execute(_FAILED_IN.format(mark=mark), (last, ecosystem)).fetchall())
         since = dict.fromkeys(open_pairs, (len(ids), last))
         for position in range(len(ids) - 2, -1, -1):
             if not open_pairs:
@@ -252,7 +312,11 @@ def build_heads(db: Any, mark: str) -> None:
             earlier = set(db.execute(_FAILED_IN.format(mark=mark), (ids[position], ecosystem)).fetchall())
             open_pairs = {pair for pair in open_pairs if pair in earlier}
             since.update(dict.fromkeys(open_pairs, (position + 1, ids[position])))
-        failures = [[recipe, platform, number, run] for (recipe, platform), (number, run) in since.items()]
-        names = {recipe for recipe, _, _ in rows}
-        values = (ecosystem, last, len(ids), _blob(names), json.dumps(failures))
-        db.execute(_NEW_HEAD.format(mark=mark), values)
+        db.execute(_NEW_HEAD.format(mark=mark), (ecosystem, last, len(ids)))
+        db.cursor().executemany(
+            _ADD_FAILURE.format(mark=mark),
+            [
+                (ecosystem, recipe, platform, number, run)
+                for (recipe, platform), (number, run) in since.items()
+            ],
+        )

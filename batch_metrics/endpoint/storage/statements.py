@@ -31,6 +31,7 @@ RUN_INSERT = (
     f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 3))}) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
+KEYED_RUN = "SELECT id FROM batch_runs WHERE idempotency_key = {mark}"  # the run a re-delivery finds
 UNLISTED_INSERT = (
     f"INSERT INTO run_unlisted ({', '.join(UNLISTED_COLUMNS)}) "
     f"VALUES ({', '.join(['{mark}'] * len(UNLISTED_COLUMNS))})"
