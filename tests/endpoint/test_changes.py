@@ -163,6 +163,11 @@ def test_concurrent_uploads_of_one_ecosystem_compare_in_turn(database: str, stor
             assert changes["gone_recipes"] == [f"r{number_of[previous[number]]}"]
 
 
+def send(storage: Any, number: int, rows: list[dict[str, Any]]) -> Any:
+    """Store batch `number` of `rows`: what became of it (base.Stored)."""
+    return storage.store_batch(payload(number, rows), None)
+
+
 def test_an_upload_rolled_back_after_its_comparison_leaves_the_next_one_comparing_with_the_stored_run(
     database: str, storage: Storage
 ) -> None:
@@ -174,12 +179,13 @@ def test_an_upload_rolled_back_after_its_comparison_leaves_the_next_one_comparin
     ) if database.startswith("postgresql") else (
         "CREATE TRIGGER refuse BEFORE INSERT ON rollup_queue BEGIN SELECT RAISE(ABORT, 'no'); END",
     )  # fmt: skip
-    first = storage.store_batch(payload(1, [row("a", "linux", "failed")]), None)  # type: ignore[arg-type]
+    first = send(storage, 1, [row("a", "linux", "failed")])
     execute_directly(database, *refuse)
     with pytest.raises(Exception, match="no"):
-        storage.store_batch(payload(2, [row("a", "linux", "passed"), row("b", "linux", "failed")]), None)  # type: ignore[arg-type]
-    execute_directly(database, "DROP TRIGGER refuse" + (" ON rollup_queue" if database.startswith("post") else ""))
-    third = storage.store_batch(payload(3, [row("a", "linux", "failed"), row("c", "linux", "passed")]), None)  # type: ignore[arg-type]
+        send(storage, 2, [row("a", "linux", "passed"), row("b", "linux", "failed")])
+    on_postgresql = database.startswith("postgresql")
+    execute_directly(database, "DROP TRIGGER refuse" + (" ON rollup_queue" if on_postgresql else ""))
+    third = send(storage, 3, [row("a", "linux", "failed"), row("c", "linux", "passed")])
     assert third.changes is not None
     changes = third.changes[0]
     assert changes["previous_run_id"] == first.run_id
@@ -190,14 +196,14 @@ def test_an_upload_rolled_back_after_its_comparison_leaves_the_next_one_comparin
 def test_a_run_stored_by_another_process_is_the_previous_run_of_the_next_upload(
     database: str, storage: Storage
 ) -> None:
-    """This process compared run 1; another stored run 2: run 3 compares with run 2, read from the database."""
-    storage.store_batch(payload(1, [row("a", "linux", "failed"), row("b", "linux", "passed")]), None)  # type: ignore[arg-type]
+    """This process compared run 1, another stored run 2: run 3 compares with run 2, as stored."""
+    send(storage, 1, [row("a", "linux", "failed"), row("b", "linux", "passed")])
     other = open_storage(database)
     try:
-        second = other.store_batch(payload(2, [row("a", "linux", "passed"), row("b", "linux", "failed")]), None)  # type: ignore[arg-type]
+        second = send(other, 2, [row("a", "linux", "passed"), row("b", "linux", "failed")])
     finally:
         other.close()
-    third = storage.store_batch(payload(3, [row("a", "linux", "passed"), row("b", "linux", "failed")]), None)  # type: ignore[arg-type]
+    third = send(storage, 3, [row("a", "linux", "passed"), row("b", "linux", "failed")])
     assert third.changes is not None
     changes = third.changes[0]
     assert changes["previous_run_id"] == second.run_id
