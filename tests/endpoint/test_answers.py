@@ -244,10 +244,11 @@ def test_metrics_count_the_last_7_days_minutes_and_flaky_recipes(storage: Storag
         for family in text_string_to_metric_families(body.decode())
         for sample in family.samples
     }
-    assert (
-        values["batch_metrics_runner_minutes_7d", (("ecosystem", "homebrew"), ("os", "macos"))] == nights * 40
-    )
-    assert values["batch_metrics_runner_minutes_7d", (("ecosystem", "pypi"), ("os", "linux"))] == 5 * 2
+    spent = "batch_metrics_runner_time_7d_seconds"  # minutes x 60: Prometheus' base unit
+    assert values[spent, (("ecosystem", "homebrew"), ("os", "macos"))] == nights * 40 * 60
+    assert values[spent, (("ecosystem", "pypi"), ("os", "linux"))] == 5 * 2 * 60
+    budget = "batch_metrics_runner_weekly_budget_seconds"
+    assert (values[budget, (("os", "linux"),)], values[budget, (("os", "macos"),)]) == (5000 * 60, 200 * 60)
     assert (
         values["batch_metrics_flaky_recipes", (("definition", "across_runs"), ("ecosystem", "homebrew"))] == 1
     )

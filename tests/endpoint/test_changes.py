@@ -81,6 +81,29 @@ def test_the_upload_answers_what_broke_what_was_fixed_and_what_still_fails(live:
     assert empty.status_code == 201 and empty.json()["changes"] == []  # nothing validated: nothing compared
 
 
+def test_the_upload_answer_stays_small_whatever_the_batch_and_the_client_reads_it(live: Live) -> None:
+    """800 failures in each of 3 ecosystems, failing again: the 201 lists 1,000 of each kind over all of
+    them, the counts stay whole, and the client still reads its run id and changes from it."""
+    from batch_metrics.client.upload import upload
+
+    def failing(number: int) -> dict[str, Any]:
+        rows = [row(f"r{index:03d}", "linux", "failed", ecosystem) for ecosystem in ("a", "b", "c")
+                for index in range(800)]  # fmt: skip
+        return payload(number, rows, "mixed")
+
+    live.post(failing(1))
+    answer = live.post(failing(2)).json()
+    assert [entry["counts"]["still_failing"] for entry in answer["changes"]] == [800, 800, 800]
+    assert [len(entry["still_failing"]) for entry in answer["changes"]] == [800, 200, 0]
+    assert [len(entry["platforms"]) for entry in answer["changes"]] == [1, 1, 1]
+    run = live.get(f"/api/dashboard/runs/{answer['batch_run_id']}/changes").json()
+    assert [len(entry["still_failing"]) for entry in run["ecosystems"]] == [800, 800, 800]  # as stored
+    sent = upload(json.dumps(failing(3)).encode(), endpoint=live.url, token=live.token, retries=0)
+    assert sent.batch_run_id == answer["batch_run_id"] + 1
+    assert sent.changes is not None
+    assert [entry["counts"]["still_failing"] for entry in sent.changes] == [800, 800, 800]
+
+
 def test_a_failure_counts_its_runs_and_only_a_pass_fixes_it(storage: Storage) -> None:
     def store(number: int, result: str | None) -> dict[str, Any]:
         rows = [row("git", "linux", "passed")] + ([row("zstd", "musl", result)] if result else [])

@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -51,6 +52,9 @@ _PAGE_QUERY = {"limit", "cursor"}
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # A JSON `\u0000` escape (an even number of backslashes before it): PostgreSQL text cannot hold NUL.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+ANSWERED_ECOSYSTEMS = 64
+ANSWERED_ENTRIES = 1000
+_LISTS = ("new_failures", "fixed", "still_failing", "new_recipes", "gone_recipes", "platforms")
 
 
 def _field_path(loc: Sequence[int | str]) -> str:
@@ -89,6 +93,21 @@ def _parse(body: bytearray) -> tuple[BatchPayload, set[str]]:
         raise HTTPException(400, f"Bad request: {describe_error(error.errors()[0])}") from None
     del body[:]
     return payload, {payload["ecosystem"], *(row["ecosystem"] for row in payload["results"])}
+
+
+def answered_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The upload's answer stays small whatever the batch (a client reads a few MiB of it at most): the
+    first ANSWERED_ECOSYSTEMS ecosystems by name, their counts whole, and ANSWERED_ENTRIES of each list
+    over all of them. The run's page (`GET /api/dashboard/runs/{id}/changes`) has what was stored."""
+    left = dict.fromkeys(_LISTS, ANSWERED_ENTRIES)
+    answered = []
+    for entry in changes[:ANSWERED_ECOSYSTEMS]:
+        trimmed = dict(entry)
+        for name in _LISTS:
+            trimmed[name] = entry[name][: left[name]]
+            left[name] -= len(trimmed[name])
+        answered.append(trimmed)
+    return answered
 
 
 class Endpoint:
@@ -159,7 +178,7 @@ class Endpoint:
         if stored.duplicate:
             answer["duplicate"] = True
         if stored.changes is not None:
-            answer["changes"] = stored.changes
+            answer["changes"] = answered_changes(stored.changes)
         return json_answer(answer, 200 if stored.duplicate else 201)
 
     async def list_runs(self, request: Request) -> Response:
