@@ -19,11 +19,11 @@ from typing import Any
 
 from batch_metrics.endpoint.answers.dashboard import TOP, Window
 from batch_metrics.endpoint.storage import SQLStorage
-from batch_metrics.endpoint.storage.answer_rollups import RUNS_BETWEEN
+from batch_metrics.endpoint.storage.answer_rollups import RESET_RUNS, RUNS_BETWEEN
 
-RESET_RUNS = 10  # a result that held this many runs of its ecosystem ends an episode of flakiness
 _PAIR = "{a}.ecosystem = {b}.ecosystem AND {a}.recipe_name = {b}.recipe_name AND {a}.platform = {b}.platform"
-# The changes of the pair's current episode: at or after its last change that ended a stable stretch.
+# The changes of the pair's current episode: at or after its last change that ended a stable stretch
+# (the predicate is the partial index's, idx_recipe_flips_reset, so each pair's is one seek).
 _EPISODE = (
     "x.batch_run_id >= coalesce((SELECT max(y.batch_run_id) FROM recipe_flips y WHERE "
     + _PAIR.format(a="y", b="x")

@@ -24,9 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 SLOWEST = 10  # the slowest validations kept per run, ecosystem and platform
+RESET_RUNS = 10  # a result that held this many runs of its ecosystem ends an episode of flakiness
 _VALIDATION = "(stage IS NULL OR stage <> 'generation')"
 _PLATFORM = "coalesce(platform, '')"
-_TABLES = """
+_TABLES = (
+    """
 CREATE TABLE run_failure_cells (
     batch_run_id {fk} NOT NULL REFERENCES batch_runs(id),
     ecosystem TEXT NOT NULL,
@@ -77,6 +79,12 @@ ALTER TABLE recipe_latest ADD COLUMN since_run_id {fk};
 ALTER TABLE recipe_flips ADD COLUMN stable_runs INTEGER;
 CREATE INDEX idx_recipe_flips_pair ON recipe_flips(ecosystem, recipe_name, platform, batch_run_id);
 """
+    + (
+        # The changes that ended a stable stretch: a pair's last one is one seek (answers/flaky.py).
+        "CREATE INDEX idx_recipe_flips_reset ON recipe_flips(ecosystem, recipe_name, platform, batch_run_id)"
+        f" WHERE stable_runs >= {RESET_RUNS};\n"
+    )
+)
 # Per roll-up table: how a run's rows (those matching `{run}`) fill it. `{run}` is `batch_run_id =
 # {mark}` for a run being added, or "every run already rolled up" in the migration.
 _FILL = {

@@ -18,6 +18,7 @@ from batch_metrics.endpoint.answers import changes, flaky, matrix, reasons, spee
 from batch_metrics.endpoint.answers.dashboard import Window
 from batch_metrics.endpoint.answers.targets import Targets
 from batch_metrics.endpoint.storage import SQLStorage
+from batch_metrics.endpoint.storage.answer_rollups import RESET_RUNS
 from batch_metrics.endpoint.views import json_answer, known_query
 from batch_metrics.endpoint.views.dashboard import LARGEST_ID, WINDOW_QUERY, window_of
 
@@ -56,7 +57,7 @@ def routes(storage: SQLStorage, guard: Guard, targets: Targets) -> list[BaseRout
 
     def flaky_of(window: Window) -> dict[str, Any]:
         return {
-            "days": window.days, "reset_runs": flaky.RESET_RUNS,
+            "days": window.days, "reset_runs": RESET_RUNS,
             "across_runs": flaky.across_runs(storage, window),
             "within_run": flaky.within_run(storage, window), "rates": flaky.rates(storage, window),
         }  # fmt: skip
