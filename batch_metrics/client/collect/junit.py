@@ -3,8 +3,8 @@
 A testcase with `<failure>` or `<error>` is failed (category: the element's `type`, else its
 tag; an error outranks a failure), with `<skipped>` skipped, else its `status` attribute decides
 when it is a known spelling, else passed. The recipe is `classname.name` (or `name`), the
-duration `time`, the platform and ecosystem a `platform` / `ecosystem` property of the testcase
-or its suite; a suite's `system-out`/`system-err` joins the message of its only failed case.
+duration `time`, the platform a `platform` property of the testcase or its suite (the ecosystem is
+the caller's); a suite's `system-out`/`system-err` joins the message of its only failed case.
 
 Retries count in `attempts`: Surefire's `<flakyFailure>`/`<flakyError>` (failed, then passed on a
 rerun) and `<rerunFailure>`/`<rerunError>` (failed on every rerun) add one each, and a testcase
