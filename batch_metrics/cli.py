@@ -149,6 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, db=args.db, token_file=args.token_file,
             credentials_file=args.credentials, limits=limits, public_read=args.public_read,
             stale_after=None if args.stale_after is None else timedelta(hours=args.stale_after),
+            minutes_budget=args.minutes_budget, success_target=args.success_target,
         )  # fmt: skip
     except StartError as error:  # one line saying what to do, not a traceback
         print(f"batch-metrics serve: {error}", file=sys.stderr)
@@ -344,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stale-after", type=_positive, metavar="HOURS",
                        help="flag an ecosystem stale after this long without a batch (default: twice the "
                        "median gap between its latest batches)")  # fmt: skip
+    serve.add_argument("--minutes-budget", metavar="OS=MINUTES,...",
+                       help="weekly runner-minute budgets against the last 7 days' minutes, in /metrics: "
+                       "macos=1000,linux=5000 (default: $BATCH_METRICS_MINUTES_BUDGET)")  # fmt: skip
+    serve.add_argument("--success-target", metavar="RATE[,ECOSYSTEM=RATE...]",
+                       help="the success rate each ecosystem should keep, in /metrics for the alerts: "
+                       "0.9,homebrew=0.95 (default: $BATCH_METRICS_SUCCESS_TARGET, else 0.9)")  # fmt: skip
     serve.add_argument("--max-body-mb", type=_positive, default=64.0, help="largest body on the wire, in MiB")
     serve.add_argument("--max-inflated-mb", type=_positive, default=256.0,
                        help="largest gzip body once inflated, in MiB (1M results are ~131 MiB)")  # fmt: skip

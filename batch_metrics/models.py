@@ -9,12 +9,11 @@ times, the limits on every text, number and time (the endpoint refuses what
 lies beyond them, the client trims and leaves out what would), and the stable
 text of the documents generated from the models.
 
-The request body and its rows are TypedDicts, not models: batches hold 100k+
-rows, and plain dicts validate and serialise about four times faster than a
-model per row, in a fraction of the memory. An optional key may be absent:
-read it with `.get()`. The client validates and serialises with the
-pydantic-core validators and serializer of their TypeAdapters (the names in
-capitals at the end), the endpoint with the adapters themselves.
+The request body and its rows are TypedDicts, not models: batches hold 100k+ rows, and plain
+dicts validate and serialise about four times faster than a model per row, in a fraction of the
+memory. An optional key may be absent: read it with `.get()`. The client validates and serialises
+with the pydantic-core validators and serializer of their TypeAdapters (the names in capitals at
+the end), the endpoint with the adapters themselves. The answer (`BatchCreated`) is a model.
 """
 
 from __future__ import annotations
@@ -267,11 +266,70 @@ class BatchPayload(TypedDict):
     run_summary: NotRequired[RunSummary | None]
 
 
+class NewFailure(BaseModel):
+    """A recipe x platform that failed in this run, not in the ecosystem's previous one."""
+
+    recipe_name: str
+    platform: str = Field(description="Empty for rows that named no platform.")
+    error_category: str | None
+    error_subcategory: str | None
+    new_recipe: bool = Field(description="The recipe was not in the previous run at all.")
+
+
+class FixedFailure(BaseModel):
+    """Failed in the previous run, passed in this one: `failed_runs` in a row before."""
+
+    recipe_name: str
+    platform: str
+    failed_runs: int
+
+
+class StillFailing(FixedFailure):
+    """Failed in the previous run and in this one: `failed_runs` in a row, since run `since_run_id`."""
+
+    since_run_id: int
+
+
+class PlatformChanges(BaseModel):
+    platform: str
+    new_failures: int
+    fixed: int
+    still_failing: int
+
+
+class ChangeCounts(BaseModel):
+    new_failures: int
+    fixed: int
+    still_failing: int
+    new_recipes: int
+    gone_recipes: int
+
+
+class RunChanges(BaseModel):
+    """What changed in one ecosystem since its previous run (platform validations): each list by recipe and
+    platform, at most 1,000 entries, `counts` whole. A failure skipped or not run now is neither fixed nor
+    still failing."""
+
+    ecosystem: str
+    previous_run_id: int | None = Field(description="Null for the ecosystem's first run: nothing to compare.")
+    counts: ChangeCounts
+    new_failures: list[NewFailure]
+    fixed: list[FixedFailure]
+    still_failing: list[StillFailing]
+    new_recipes: list[str] = Field(description="Recipes in this run and not in the previous one.")
+    gone_recipes: list[str] = Field(description="Recipes in the previous run and not in this one.")
+    platforms: list[PlatformChanges] = Field(description="The counts per platform.")
+
+
 class BatchCreated(BaseModel):
     """The endpoint's answer to a stored (201) or re-delivered (200) batch."""
 
     batch_run_id: int
     duplicate: bool = False
+    changes: list[RunChanges] | None = Field(
+        default=None,
+        description="What changed since the previous run of each of its ecosystems (not from the Worker).",
+    )
 
 
 PAYLOAD_ADAPTER: TypeAdapter[BatchPayload] = TypeAdapter(BatchPayload)

@@ -2,9 +2,11 @@
 
 The history is ~6M result rows (10 ecosystems x 365 nightly runs x 400 recipes x 4 platforms),
 stored through the storage layer's own insert path (executemany on SQLite, COPY on PostgreSQL,
-with the roll-ups each batch maintains), not over HTTP. Each query is timed warm (the median of
-five) over the widest window the page offers, all ecosystems; the baseline is one full scan of
-`recipe_results` on the same database in the same run. The target is the issue's: ≤ 300 ms.
+with the roll-ups each batch maintains and the comparison each upload makes), not over HTTP.
+Each query is timed warm (the median of five) over the widest window the page offers, all
+ecosystems; the baseline is one full scan of `recipe_results` on the same database in the same
+run. The targets are the issues': ≤ 300 ms for the page's first queries (issue 6), ≤ 100 ms for
+the answers to what changed, where, why, how slow and how flaky (issue 21).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from batch_metrics.endpoint.answers import dashboard
+from batch_metrics.endpoint.answers import changes, dashboard, flaky, matrix, reasons, speed
 from batch_metrics.endpoint.answers.dashboard import Window
+from batch_metrics.endpoint.answers.targets import targets_from
 from batch_metrics.endpoint.storage import SQLStorage, open_storage
 from bench import postgres
 from bench.measure import Row, Scale
@@ -29,6 +32,7 @@ PLATFORMS = ("linux-x86_64", "linux-arm64", "darwin-arm64", "darwin-x86_64")
 CATEGORIES = ("network", "checksum", "build", "timeout", "missing-dependency", "verify")
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)  # fixed, so each run stores the same history
 TARGET_MS = 300.0
+ANSWER_TARGET_MS = 100.0
 TIMED = 5
 
 
@@ -49,7 +53,8 @@ QUICK = History(ecosystems=3, nights=20, recipes=50, platforms=2)
 
 
 def outcome(recipe: int, platform: int, night: int) -> str:
-    """5% of recipes always fail, 3% fail one run in three (flaky), 2% are skipped, the rest pass."""
+    """5% of recipes always fail, 3% fail one run in three (flaky), 2% are skipped, the rest pass (the flaky
+    ones' passes took two attempts every other night: flaky within a run too)."""
     kind = recipe % 100
     if kind < 5:
         return "failed"
@@ -68,13 +73,17 @@ def batches(history: History) -> Iterator[dict[str, Any]]:
                 for platform in range(history.platforms):
                     result = outcome(recipe, platform, night)
                     failed = result == "failed"
-                    results.append({
+                    row = {
                         "recipe_name": f"{ecosystem}-recipe-{recipe:04d}", "ecosystem": ecosystem,
                         "result": result, "platform": PLATFORMS[platform],
                         "error_category": CATEGORIES[recipe % len(CATEGORIES)] if failed else None,
+                        "error_subcategory": f"step_{recipe % 3}" if failed else None,
                         "error_message": f"exit 1: step {recipe % 7} failed" if failed else None,
                         "duration_seconds": 20.0 + recipe % 40,
-                    })  # fmt: skip
+                    }  # fmt: skip
+                    if result == "passed" and 5 <= recipe % 100 < 8 and night % 2:
+                        row["attempts"] = 2
+                    results.append(row)
             counts = {name: sum(1 for r in results if r["result"] == name) for name in ("passed", "failed")}
             yield {
                 "batch_id": f"{ecosystem}-{night}", "ecosystem": ecosystem,
@@ -97,22 +106,41 @@ QUERY_NAMES = (
     "ecosystems (latest, since green, stale)", "success rate and minutes per day", "per platform",
     "top failing recipes", "top error categories", "flaky recipes", "recipe history", "a run's failures",
 )  # fmt: skip
+ANSWER_NAMES = (
+    "what changed: each ecosystem's latest run", "what changed: a run", "where: the window's matrix",
+    "where: a run's matrix", "why: failure reasons", "why: a run's reasons", "how slow: slowest recipes",
+    "how slow: durations per day", "how costly: minutes against the budget", "flaky within a run",
+    "failure and flake rates",
+)  # fmt: skip
 
 
 def queries(history: History) -> dict[str, Callable[[SQLStorage], object]]:
     window = Window(days=90, now=NOW)
     recipe = f"{ECOSYSTEMS[0]}-recipe-0005"  # a flaky one: a full pass/fail strip
+    last = history.ecosystems * history.nights
+    targets = targets_from("macos=1000,linux=5000", None)
     work: tuple[Callable[[SQLStorage], object], ...] = (
         lambda s: dashboard.ecosystems(s, window),
         lambda s: dashboard.daily(s, window),
         lambda s: dashboard.platforms(s, window),
         lambda s: dashboard.failing_recipes(s, window),
         lambda s: dashboard.error_categories(s, window),
-        lambda s: dashboard.flaky_recipes(s, window),
+        lambda s: flaky.across_runs(s, window),
         lambda s: dashboard.recipe_history(s, window, recipe),
-        lambda s: dashboard.run_failures(s, history.ecosystems * history.nights),
+        lambda s: dashboard.run_failures(s, last),
+        lambda s: changes.latest_changes(s, window),
+        lambda s: changes.run_changes(s, last),
+        lambda s: matrix.window_matrix(s, window),
+        lambda s: matrix.run_matrix(s, last),
+        lambda s: reasons.failure_reasons(s, window),
+        lambda s: reasons.run_reasons(s, last),
+        lambda s: speed.slowest(s, window),
+        lambda s: speed.durations(s, window),
+        lambda s: speed.minutes(s, window, targets),
+        lambda s: flaky.within_run(s, window),
+        lambda s: flaky.rates(s, window),
     )
-    return dict(zip(QUERY_NAMES, work, strict=True))
+    return dict(zip(QUERY_NAMES + ANSWER_NAMES, work, strict=True))
 
 
 def _millis(work: Callable[[], object]) -> float:
@@ -131,10 +159,11 @@ def _measure(storage: SQLStorage, history: History, database: str) -> list[Row]:
     rows = []
     for name, query in queries(history).items():
         ms = _millis(lambda query=query: query(storage))  # type: ignore[misc]
+        target = ANSWER_TARGET_MS if name in ANSWER_NAMES or name == "flaky recipes" else TARGET_MS
         rows.append(Row(
             f"dashboard, {database} ({history.rows:,} results, 90 days): {name}",
             f"{ms:.1f} ms", f"{scan:,.1f} ms (full scan of recipe_results)", ms / scan,
-            f"≤ {TARGET_MS:g} ms", ms <= TARGET_MS,
+            f"≤ {target:g} ms", ms <= target,
             {"ours": ms, "baseline": scan, "unit": "ms", "baseline_name": "full scan of recipe_results",
              "rows": history.rows, "load_rows_per_second": round(load_rate)},
         ))  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from batch_metrics import TOKEN_ENV
 from batch_metrics.client.upload import ROUTE, idempotency_key
-from bench.measure import ROOT, BenchError, clean_env, cli_command
+from bench.measure import PYTHON, ROOT, BenchError, clean_env, cli_command
 
 HOST = "127.0.0.1"
 _START_TIMEOUT = 30.0
@@ -79,13 +79,24 @@ def _healthy(port: int) -> bool:
         connection.close()
 
 
+# The same server with uploads stored but not compared with the previous run (`compare_runs=False`):
+# what an upload cost before issue 21, for the comparison's cost beside it (bench/ingest.py).
+_UNCOMPARED = (
+    "import sys; from batch_metrics.endpoint.serving import serve; "
+    "serve(sys.argv[1], int(sys.argv[2]), sys.argv[3], compare_runs=False)"
+)
+
+
 @contextmanager
-def serving(db: str, log: Path, *options: str) -> Iterator[Endpoint]:
+def serving(db: str, log: Path, *options: str, compare: bool = True) -> Iterator[Endpoint]:
     """Start the endpoint on `db` (SQLite path or PostgreSQL URL), with `options` added to its command
-    line; stop it with SIGTERM afterwards."""
+    line (or, with `compare=False`, storing uploads without comparing them); stop it with SIGTERM
+    afterwards."""
     token = secrets.token_urlsafe(24)
     port = free_port()
     argv = [*cli_command(), "serve", "--host", HOST, "--port", str(port), "--db", db, *options]
+    if not compare:
+        argv = [PYTHON, "-c", _UNCOMPARED, HOST, str(port), db]
     with log.open("wb") as output:
         process = subprocess.Popen(
             argv, stdout=output, stderr=subprocess.STDOUT, env=clean_env(**{TOKEN_ENV: token}), cwd=ROOT

@@ -10,6 +10,11 @@ After each upload the benchmark reads the dashboard, which adds the batch to the
 the server's background thread has not yet: the server is idle again before the next contender
 runs, and the time until the batch is on the dashboard is reported beside the target's row.
 The contenders take turns; the first round warms each of them up and is not kept.
+
+Each upload is the next night of one pipeline: 1% of its recipes replaced by new ones and 1% of its
+results turned over, so the upload's comparison with the previous run (issue 21) has new and gone
+recipes, new failures and fixes to find. On SQLite a third contender is the same server storing
+the uploads without comparing them (`compare_runs=False`): the comparison's cost, beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ _RUN_COLUMNS = (*RUN_COLUMNS, "idempotency_key", "received_at")
 _COPY = f"COPY recipe_results ({', '.join(RESULT_COLUMNS)}) FROM STDIN"
 
 _PG_BASELINES = ("COPY", "executemany")
+_UNCOMPARED = "the same upload, not compared"
+SETTLE_SECONDS = 1.0
 _SHOWN = "rows/s until the dashboard shows the batch,"
 Rows = list[tuple[Any, ...]]
 
@@ -80,6 +87,21 @@ def _interleaved(contenders: dict[str, Measure], rounds: int) -> dict[str, list[
     return seconds
 
 
+def nightly(rows: list[dict[str, Any]], night: int) -> list[dict[str, Any]]:
+    """The rows of one night: a 1% slice of the recipes renamed for the night (new ones, and last night's
+    gone), and every 100th result turned over (failed <-> passed) at an offset that moves each night."""
+    renamed = range((night * 1000) % len(rows), (night * 1000) % len(rows) + len(rows) // 100)
+    turned = {"passed": "failed", "failed": "passed"}
+    out = []
+    for index, given in enumerate(rows):
+        row = {**given, "recipe_name": f"{given['recipe_name']}-night{night}"} if index in renamed else given
+        if (index + night) % 100 == 0 and row["result"] in turned:
+            row = {key: value for key, value in row.items() if not key.startswith(("error_", "blocked"))}
+            row["result"] = turned[given["result"]]
+        out.append(row)
+    return out
+
+
 def _poster(
     endpoint: Endpoint, connection: HTTPConnection, bodies: list[bytes], shown: list[float]
 ) -> Measure:
@@ -98,6 +120,9 @@ def _poster(
             raise BenchError(f"GET /api/dashboard answered {status}: {answer[:300]!r}")
         if number:
             shown.append(time.perf_counter() - started)
+        # The server's thread checkpoints the WAL after the roll-ups: let it end before the next contender
+        # runs, so no contender is measured beside another's leftover work (there are two servers).
+        time.sleep(SETTLE_SECONDS)
         return seconds
 
     return post
@@ -158,8 +183,8 @@ def _memory_row(label: str, endpoint: Endpoint, resident_before: int, body_bytes
 
 
 def _sqlite(work: Path, rows: list[dict[str, Any]], bodies: list[bytes], label: str) -> list[Row]:
-    served, raw = work / "ingest-served.db", work / "ingest-raw.db"
-    for path in (served, raw):
+    served, uncompared, raw = work / "ingest-served.db", work / "ingest-uncompared.db", work / "ingest-raw.db"
+    for path in (served, uncompared, raw):
         for leftover in path.parent.glob(path.name + "*"):
             leftover.unlink()
     _migrated(str(raw))
@@ -168,6 +193,8 @@ def _sqlite(work: Path, rows: list[dict[str, Any]], bodies: list[bytes], label: 
     with (
         serving(str(served), work / "ingest-sqlite-serve.log") as endpoint,
         closing(endpoint.connection()) as http,
+        serving(str(uncompared), work / "ingest-uncompared-serve.log", compare=False) as plain,
+        closing(plain.connection()) as plain_http,
     ):
         resident_before = endpoint.memory("VmRSS")
         shown: list[float] = []
@@ -175,15 +202,22 @@ def _sqlite(work: Path, rows: list[dict[str, Any]], bodies: list[bytes], label: 
             {
                 "ours": _poster(endpoint, http, bodies, shown),
                 "executemany": lambda number: _sqlite_baseline(raw, run_values(number), values),
+                _UNCOMPARED: _poster(plain, plain_http, bodies, []),
             },
             len(bodies),
         )
         memory = _memory_row(label, endpoint, resident_before, len(bodies[0]))
     expected = len(rows) * len(bodies)
-    for path in (served, raw):
+    for path in (served, uncompared, raw):
         if _sqlite_count(path) != expected:
             raise BenchError(f"{path.name} holds {_sqlite_count(path)} results, expected {expected}")
-    return [*_ingest_rows(label, len(rows), seconds, shown), memory]
+    without = seconds.pop(_UNCOMPARED)
+    comparison = ratio_row(
+        f"{label}: upload time with the comparison with the previous run vs without it",
+        statistics.median(seconds["ours"]), statistics.median(without), unit="s", baseline_name=_UNCOMPARED,
+        limit=1.1, results=len(rows), ours_seconds=seconds["ours"], baseline_seconds=without,
+    )  # fmt: skip
+    return [*_ingest_rows(label, len(rows), seconds, shown), comparison, memory]
 
 
 def _pg_baseline(url: str, run: tuple[Any, ...], values: Rows, *, copy: bool) -> float:
@@ -246,6 +280,9 @@ def _postgres(work: Path, rows: list[dict[str, Any]], bodies: list[bytes], label
 
 def run(scale: Scale, work: Path) -> list[Row]:
     rows = data.result_rows(scale.ingest_results)
-    bodies = [data.payload_body(rows, f"bench-ingest-{number}") for number in range(scale.ingest_runs + 1)]
+    bodies = [
+        data.payload_body(nightly(rows, number), f"bench-ingest-{number}")
+        for number in range(scale.ingest_runs + 1)
+    ]
     label = f"ingest, SQLite ({len(rows):,} results, {len(bodies[0]) / 1e6:.1f} MB POST)"
     return _sqlite(work, rows, bodies, label) + _postgres(work, rows, bodies, label)

@@ -28,6 +28,7 @@ import requests
 
 from batch_metrics import TOKEN_ENV
 from batch_metrics.endpoint.access.guard import CredentialSource
+from batch_metrics.endpoint.answers.targets import Targets
 from batch_metrics.endpoint.app import create_app
 from batch_metrics.endpoint.body import Limits
 from batch_metrics.endpoint.serving import Host, bind
@@ -147,6 +148,7 @@ def running(
     drain_seconds: float = 30.0,
     public_read: bool = False,
     credentials: CredentialSource | None = None,
+    targets: Targets | None = None,
     **limits: Any,
 ) -> Iterator[str]:
     """The endpoint served on a free loopback port in a thread; its base URL. Stopped (drained) after.
@@ -154,7 +156,12 @@ def running(
     `limits` are `Limits` fields (`max_body_bytes=4096`, ...); the rest are `Host`'s or `create_app`'s.
     """
     app = create_app(
-        storage, tokens, credentials=credentials, limits=Limits(**limits), public_read=public_read
+        storage,
+        tokens,
+        credentials=credentials,
+        limits=Limits(**limits),
+        public_read=public_read,
+        targets=targets,
     )
     server = Host(app, bind("127.0.0.1", 0), idle_seconds=idle_seconds, drain_seconds=drain_seconds)
     thread = threading.Thread(target=server.run, name="endpoint", daemon=True)

@@ -119,7 +119,7 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     if not image[1].startswith(("n/a: not built", "n/a: podman not installed")):
         _assert_measured(image)
     for database in ("SQLite", "PostgreSQL"):
-        for query in bench_dashboard.QUERY_NAMES:
+        for query in bench_dashboard.QUERY_NAMES + bench_dashboard.ANSWER_NAMES:
             cells = _row(rows, f"dashboard, {database} (", f": {query}")
             if database == "SQLite" or _postgres_available() or os.environ.get("CI") == "true":
                 _assert_measured(cells)
@@ -130,14 +130,17 @@ def test_quick_run_prints_every_workload_beside_its_baseline(
     for name in hostile:
         _assert_measured(rows[name])
     _assert_measured(_row(rows, "ingest, SQLite (", ": server peak memory per MiB of body"))
+    compared = ": upload time with the comparison with the previous run vs without it"
+    _assert_measured(_row(rows, "ingest, SQLite (", compared))
     run_read = "run read, SQLite (2,000 results, 2 pages of 1,000)"
     _assert_measured(_row(rows, run_read, ": seconds for every page"))
     memory = _row(rows, run_read, ": server peak memory growth")
     _assert_measured(memory)
     assert memory[3] == "< 100 MiB", memory
     _assert_measured(_row(rows, "backfill, ", ": wall time"))
-    fixed = 8 + 6 + 2 + 5 + 2 + 2  # the last 2: run read
-    dashboard, auth, backfill = 2 * len(bench_dashboard.QUERY_NAMES), 1, 1
+    fixed = 8 + 6 + 2 + 6 + 2 + 2  # ingest: 6 (the comparison's cost among them); the last 2: run read
+    dashboard = 2 * (len(bench_dashboard.QUERY_NAMES) + len(bench_dashboard.ANSWER_NAMES))
+    auth, backfill = 1, 1
     assert len(rows) == fixed + dashboard + len(hostile) + auth + backfill, list(rows)
 
 

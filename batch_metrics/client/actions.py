@@ -58,6 +58,9 @@ OUTPUT_NAMES = (
     "skipped",
     "success-rate",
     "payload-path",
+    "new-failures",
+    "fixed",
+    "changes-path",
 )
 MAX_ANNOTATIONS = 50
 _TRUE = ("true", "True", "TRUE")

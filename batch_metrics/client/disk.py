@@ -18,6 +18,8 @@ from pathlib import Path
 PENDING_DIR = "batch-metrics-pending"
 # How every payload file batch-metrics writes begins (compact JSON, `batch_id` first).
 _PAYLOAD_START = b'{"batch_id":'
+# The file of what changed since the previous run (job.py) is the endpoint's answer: it begins so.
+CHANGES_START = b'{"batch_run_id":'
 
 
 class NotARegularFileError(OSError):
@@ -74,13 +76,14 @@ def identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-def payload_identity(path: Path) -> tuple[int, int] | None:
-    """The (device, inode) of `path` when it is a regular file that begins as batch-metrics' payloads do;
-    else None (no file, another kind of file, or a file of someone else's). FIFO-safe, like reads."""
+def payload_identity(path: Path, start: bytes = _PAYLOAD_START) -> tuple[int, int] | None:
+    """The (device, inode) of `path` when it is a regular file that begins as batch-metrics' payloads do
+    (or its changes files: `CHANGES_START`); else None (no file, another kind of file, or a file of
+    someone else's). FIFO-safe, like reads."""
     try:
         with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as stream:
             found = os.fstat(stream.fileno())
-            if not stat.S_ISREG(found.st_mode) or stream.read(len(_PAYLOAD_START)) != _PAYLOAD_START:
+            if not stat.S_ISREG(found.st_mode) or stream.read(len(start)) != start:
                 return None
     except OSError:
         return None

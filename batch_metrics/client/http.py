@@ -28,7 +28,7 @@ from requests.auth import AuthBase
 
 CONNECT_TIMEOUT = 10.0
 # Enough for any answer the endpoint gives; a hostile server's endless body is never read further.
-ANSWER_LIMIT = 64 * 1024
+ANSWER_LIMIT = 16 * 1024 * 1024  # the endpoint's largest answer: an upload's changes (views/batches.py)
 CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 T = TypeVar("T")
 

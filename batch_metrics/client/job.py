@@ -13,16 +13,18 @@ to `<name>.batch-metrics-payload.json`, and a warning says so.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batch_metrics import TOKEN_ENV
 from batch_metrics.client.actions import Inputs, Reporter, write_outputs
 from batch_metrics.client.collect import Collection, collect
 from batch_metrics.client.disk import (
+    CHANGES_START,
     PENDING_DIR,
     as_given,
     give_to_workspace_owner,
@@ -40,14 +42,19 @@ from batch_metrics.client.summary import render_summary, write_summary
 if TYPE_CHECKING:
     from batch_metrics.models import BatchPayload
 
+# Beside the payload: what changed since each ecosystem's previous run, as the endpoint answered.
+CHANGES_NAME = "batch-metrics-changes.json"
+
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of the batch: the `status` output, the words for it, the endpoint's id."""
+    """What became of the batch: the `status` output, the words for it, the endpoint's id, and what changed
+    since each of its ecosystems' previous run when the endpoint said (models.RunChanges as JSON values)."""
 
     status: str
     detail: str
     batch_run_id: str = ""
+    changes: list[dict[str, Any]] | None = None
 
 
 class Job:
@@ -105,6 +112,9 @@ class Job:
             for path in (_beside(self.payload_path), self.payload_path)
             if (found := payload_identity(path))
         }
+        changes_file = self.payload_path.with_name(CHANGES_NAME)
+        if found := payload_identity(changes_file, CHANGES_START):
+            own[found] = f"this run's changes file ({as_given(changes_file, self.workspace)})"
 
         def skip(path: Path) -> str | None:
             if path.resolve().is_relative_to(pending):
@@ -186,7 +196,10 @@ class Job:
             log=self.reporter.info,
         )
         outcome = Outcome(
-            result.status, result.message, "" if result.batch_run_id is None else str(result.batch_run_id)
+            result.status,
+            result.message,
+            "" if result.batch_run_id is None else str(result.batch_run_id),
+            result.changes,
         )
         if result.status != "failed":
             self.reporter.info(f"{outcome.status}: {outcome.detail}")
@@ -219,6 +232,8 @@ class Job:
 
     def report(self, payload: BatchPayload, outcome: Outcome, collection: Collection, written: bool) -> None:
         """The step's outputs and, unless turned off, its job summary."""
+        changes = outcome.changes
+        changes_path = self.write_changes(payload, outcome) if changes is not None else None
         write_outputs(
             {
                 "status": outcome.status,
@@ -229,6 +244,9 @@ class Job:
                 "skipped": str(payload["skipped"]),
                 "success-rate": f"{payload['success_rate']:g}",
                 "payload-path": as_given(self.payload_path, self.workspace) if written else "",
+                "new-failures": _total(changes, "new_failures"),
+                "fixed": _total(changes, "fixed"),
+                "changes-path": "" if changes_path is None else as_given(changes_path, self.workspace),
             },
             self.env,
         )
@@ -236,9 +254,17 @@ class Job:
             notes = self.problems + [str(warning) for warning in collection.warnings]
             summary = render_summary(
                 payload, status=outcome.status, detail=outcome.detail, warnings=notes,
-                redact=self.reporter.redact,
+                redact=self.reporter.redact, changes=changes,
             )  # fmt: skip
             write_summary(summary, self.env)
+
+    def write_changes(self, payload: BatchPayload, outcome: Outcome) -> Path | None:
+        """The endpoint's answer (what changed since each ecosystem's previous run) as a file beside the
+        payload, for the workflow's later steps; its path, or None when it could not be written."""
+        path = self.payload_path.with_name(CHANGES_NAME)
+        answer = {"batch_run_id": int(outcome.batch_run_id or 0), "batch_id": payload["batch_id"],
+                  "changes": outcome.changes}  # fmt: skip
+        return path if self.save(json.dumps(answer).encode(), path) else None
 
     def save(self, body: bytes, path: Path) -> bool:
         """Write the payload to `path`; a warning and False when it cannot be written.
@@ -263,6 +289,11 @@ class Job:
         except OSError as error:
             self.warn(f"{as_given(path, workspace)} is written, but stays owned by root: {reason(error)}")
         return True
+
+
+def _total(changes: list[dict[str, Any]] | None, count: str) -> str:
+    """A count summed over the ecosystems' comparisons; empty when the endpoint said none (the Worker)."""
+    return "" if changes is None else str(sum(change["counts"][count] for change in changes))
 
 
 def _beside(path: Path) -> Path:

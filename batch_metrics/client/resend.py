@@ -16,6 +16,7 @@ from batch_metrics import ENDPOINT_ENV, TOKEN_ENV
 from batch_metrics.client.actions import REQUEST_TOKEN_ENV, Reporter, read_token
 from batch_metrics.client.disk import is_pending, read_regular_file, reason
 from batch_metrics.client.oidc import credential
+from batch_metrics.client.summary import changed_line
 from batch_metrics.client.upload import total_time, upload
 from batch_metrics.models import PAYLOAD_VALIDATOR, first_problem
 
@@ -74,6 +75,8 @@ def resend(
         reporter.warning(f"upload of {path} failed: {result.message}")
         return failure
     print(f"{result.status}: {result.message}")
+    for change in result.changes or ():
+        print(reporter.redact(changed_line(change)))
     if is_pending(path):
         try:
             path.unlink(missing_ok=True)

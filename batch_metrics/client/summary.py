@@ -10,7 +10,7 @@ import html
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batch_metrics.client.redact import Redactor
 
@@ -22,6 +22,9 @@ SUMMARY_LIMIT = 1024 * 1024 - 1024
 SUMMARY_FAILURES = 30
 SUMMARY_ROWS = 100
 SUMMARY_WARNINGS = 20
+SUMMARY_CHANGES = 20
+_SAID = (("new_failures", "new failures"), ("fixed", "fixed"), ("still_failing", "still failing"),
+         ("new_recipes", "new recipes"), ("gone_recipes", "gone recipes"))  # fmt: skip
 
 # After html.escape: what Markdown would still read as emphasis, code, links, tables, headings or mentions.
 _MARKDOWN_SPECIALS = str.maketrans({char: f"&#{ord(char)};" for char in "\\`*_{}[]()|~#!@"})
@@ -44,9 +47,11 @@ def render_summary(
     warnings: Sequence[str],
     limit: int = SUMMARY_LIMIT,
     redact: Callable[[str], str] | None = None,
+    changes: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The job summary: totals, a table by ecosystem and platform, top categories, the first failures,
-    the first warnings; cut with a note if it would reach `limit` bytes.
+    """The job summary: totals, what changed since the previous run (when the endpoint said), a table by
+    ecosystem and platform, top categories, the first failures, the first warnings; cut with a note if it
+    would reach `limit` bytes.
 
     Every outside text is redacted (`redact`, else credential shapes only) before it is cut or
     escaped, so neither can leave part of a secret where the runner's masking no longer sees it.
@@ -68,6 +73,8 @@ def render_summary(
         f"| {show(payload['ecosystem'])} | " + " | ".join(map(str, counts)) + f" | {rate:.1%} |",
         "",
     ]
+    if changes is not None:
+        lines += since_previous_run(changes, show)
     # Platform validations: rows of the generation stage are counted apart, unlisted results added.
     validations = [row for row in payload["results"] if row.get("stage") != "generation"]
     generation = len(payload["results"]) - len(validations)
@@ -128,6 +135,57 @@ def render_summary(
         budget = limit - len(note.encode()) - 1
         text = text.encode()[:budget].decode(errors="ignore").rsplit("\n", 1)[0] + "\n" + note
     return text
+
+
+def _new_failure(entry: dict[str, Any]) -> str:
+    why = " / ".join(filter(None, (entry["error_category"], entry["error_subcategory"])))
+    return why + (" (new recipe)" if entry["new_recipe"] else "")
+
+
+def _fixed(entry: dict[str, Any]) -> str:
+    return f"after {entry['failed_runs']} failed runs"
+
+
+def _still_failing(entry: dict[str, Any]) -> str:
+    return f"{entry['failed_runs']} runs"
+
+
+def changed_line(change: dict[str, Any]) -> str:
+    """One ecosystem's comparison in one plain line (the `upload` command prints it)."""
+    counts = change["counts"]
+    if change["previous_run_id"] is None:
+        return f"{change['ecosystem']}: its first run, nothing to compare with"
+    said = ", ".join(f"{counts[name]} {words}" for name, words in _SAID)
+    return f"{change['ecosystem']} since run {change['previous_run_id']}: {said}"
+
+
+def since_previous_run(changes: list[dict[str, Any]], show: Callable[..., str]) -> list[str]:
+    """What changed since each ecosystem's previous run: counts, then the new failures and the fixed ones
+    (the first SUMMARY_CHANGES of each), and what still fails the longest."""
+    lines = ["### Since the previous run", ""]
+    if not changes:
+        return [*lines, "No platform validation to compare.", ""]
+    for change in changes:
+        eco = show(change["ecosystem"])
+        if change["previous_run_id"] is None:
+            lines += [f"**{eco}**: its first run, nothing to compare with.", ""]
+            continue
+        lines += [f"**{eco}**" + show(changed_line(change).removeprefix(change["ecosystem"]), 500) + ".", ""]
+        still = sorted(change["still_failing"], key=lambda entry: -int(entry["failed_runs"]))
+        for title, entries, detail in (
+            ("New failures", change["new_failures"], _new_failure),
+            ("Fixed", change["fixed"], _fixed),
+            ("Still failing the longest", still, _still_failing),
+        ):
+            if entries:
+                lines += [f"{title}:", "", "| Recipe | Platform | |", "|---|---|---|"]
+                lines += [
+                    f"| {show(entry['recipe_name'])} | {show(entry['platform'] or '—')} | "
+                    f"{show(detail(entry))} |"
+                    for entry in entries[:SUMMARY_CHANGES]
+                ]
+                lines.append("")
+    return lines
 
 
 def write_summary(text: str, env: Mapping[str, str]) -> bool:

@@ -36,10 +36,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import TypeAdapter, ValidationError
 
 from batch_metrics import __version__
 from batch_metrics.client.http import (
@@ -49,8 +50,10 @@ from batch_metrics.client.http import (
     within,
 )
 from batch_metrics.client.redact import Redactor
+from batch_metrics.models import RunChanges
 
 ROUTE = "/batch-metrics"
+_CHANGES = TypeAdapter(list[RunChanges])
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
 BODY_SHOWN = 300
@@ -74,6 +77,9 @@ class UploadResult:
     http_status: int | None
     attempts: int
     message: str
+    # What changed since each ecosystem's previous run (models.RunChanges, as JSON values), when the
+    # endpoint says; the Worker and endpoints before it do not.
+    changes: list[dict[str, Any]] | None = None
 
 
 def idempotency_key(body: bytes) -> str:
@@ -138,16 +144,21 @@ def _network_reason(error: requests.RequestException, url: str) -> str:
     return f"{type(error).__name__}: {meaning}"
 
 
-def _created(answer: Answer) -> tuple[int | None, bool]:
-    """`batch_run_id` and the `duplicate` flag from a JSON answer; anything else gives (None, False)."""
+def _created(answer: Answer) -> tuple[int | None, bool, list[dict[str, Any]] | None]:
+    """`batch_run_id`, the `duplicate` flag and the `changes` from a JSON answer; what is missing or is not
+    what the contract says is None (False for the flag)."""
     try:
         data = json.loads(answer.body)
     except ValueError:
-        return None, False
+        return None, False, None
     if not isinstance(data, dict):
-        return None, False
+        return None, False, None
     run_id = data.get("batch_run_id")
-    return (run_id if isinstance(run_id, int) else None), data.get("duplicate") is True
+    try:
+        changes = _CHANGES.dump_python(_CHANGES.validate_python(data["changes"]), mode="json")
+    except (KeyError, ValidationError):
+        changes = None
+    return (run_id if isinstance(run_id, int) else None), data.get("duplicate") is True, changes
 
 
 def _run_name(run_id: int | None) -> str:
@@ -234,14 +245,12 @@ def upload(
         else:
             status = outcome.status
             if 200 <= status < 300:
-                run_id, duplicate = _created(outcome)
-                if duplicate:
-                    return UploadResult(
-                        "duplicate", run_id, status, attempt, f"already stored as {_run_name(run_id)}"
-                    )
-                return UploadResult("uploaded", run_id, status, attempt, f"stored as {_run_name(run_id)}")
+                run_id, duplicate, changes = _created(outcome)
+                said = ("already stored as " if duplicate else "stored as ") + _run_name(run_id)
+                outcome_name: Literal["uploaded", "duplicate"] = "duplicate" if duplicate else "uploaded"
+                return UploadResult(outcome_name, run_id, status, attempt, said, changes)
             if status == 409:
-                run_id, _ = _created(outcome)
+                run_id, _, _ = _created(outcome)
                 return UploadResult(
                     "duplicate", run_id, status, attempt, "the endpoint already has this batch (HTTP 409)"
                 )

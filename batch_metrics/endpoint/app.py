@@ -35,10 +35,16 @@ from batch_metrics.endpoint.access import (
     load_tokens,
 )
 from batch_metrics.endpoint.access.guard import CredentialSource
+from batch_metrics.endpoint.answers.targets import (
+    MINUTES_BUDGET_ENV,
+    SUCCESS_TARGET_ENV,
+    Targets,
+    targets_from,
+)
 from batch_metrics.endpoint.body import Limits
 from batch_metrics.endpoint.edge import Edge, internal_error
 from batch_metrics.endpoint.storage import SQLStorage, open_storage
-from batch_metrics.endpoint.views import dashboard
+from batch_metrics.endpoint.views import answers, dashboard
 from batch_metrics.endpoint.views.batches import Endpoint
 
 log = logging.getLogger("batch_metrics.server")
@@ -69,18 +75,27 @@ def create_app(
     public_read: bool = False,
     stale_after: timedelta | None = None,
     lifespan: Lifespan[Starlette] | None = None,
+    targets: Targets | None = None,
+    compare_runs: bool = True,
 ) -> Edge:
     """The whole endpoint as one ASGI app. The caller owns `storage` (or closes it in `lifespan`).
 
     `credentials` (a credentials file, which holds the legacy tokens too) or else `tokens` alone, the
-    legacy single-token options: each may read and write everything.
+    legacy single-token options: each may read and write everything. `targets`: the operator's minute
+    budgets and success-rate targets (answers/targets.py). `compare_runs=False` stores uploads
+    without comparing them with the previous run, only to measure what that costs (bench/ingest.py).
     """
     limits = limits or Limits()
     source = credentials or FixedCredentials(Credentials(legacy_entries(list(tokens))))
     guard = Guard(source, public_read=public_read)
-    endpoint = Endpoint(storage, guard, limits)
-    # The endpoint's routes, then the dashboard's (the page at `/`, its JSON, `/metrics`).
-    routes = endpoint.routes() + dashboard.routes(storage, guard, stale_after=stale_after)
+    endpoint = Endpoint(storage, guard, limits, compare_runs=compare_runs)
+    targets = targets or Targets()
+    # The endpoint's routes, then the dashboard's (the page at `/`, its JSON, `/metrics`) and the answers'.
+    routes = (
+        endpoint.routes()
+        + dashboard.routes(storage, guard, stale_after=stale_after, targets=targets)
+        + answers.routes(storage, guard, targets)
+    )
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
@@ -99,8 +114,10 @@ def database_target(db: str | None) -> str:
 def app_from_env() -> Edge:
     """For any ASGI server: `$DATABASE_URL`; `$BATCH_METRICS_CREDENTIALS` (a credentials file, reloaded
     when it changes), `$BATCH_METRICS_TOKEN` and/or `$BATCH_METRICS_TOKEN_FILE`;
-    `$BATCH_METRICS_PUBLIC_READ=1` and `$BATCH_METRICS_STALE_AFTER_HOURS` as serve's flags of those names."""
+    `$BATCH_METRICS_PUBLIC_READ=1`, `$BATCH_METRICS_STALE_AFTER_HOURS`, `$BATCH_METRICS_MINUTES_BUDGET` and
+    `$BATCH_METRICS_SUCCESS_TARGET` as serve's flags of those names."""
     hours = os.environ.get(STALE_AFTER_ENV)
+    targets = targets_from(os.environ.get(MINUTES_BUDGET_ENV), os.environ.get(SUCCESS_TARGET_ENV))
     tokens = load_tokens(os.environ.get(TOKEN_FILE_ENV))
     path = os.environ.get(CREDENTIALS_ENV)
     credentials = CredentialsFile(path, tokens) if path else None
@@ -119,6 +136,7 @@ def app_from_env() -> Edge:
         public_read=os.environ.get(PUBLIC_READ_ENV) == "1",
         stale_after=timedelta(hours=float(hours)) if hours else None,
         lifespan=closing_storage,
+        targets=targets,
     )
 
 

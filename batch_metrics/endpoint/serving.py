@@ -6,9 +6,10 @@ trickles a header a byte at a time, or idles between keep-alive requests; and it
 answer first and read the rest of the body afterwards (edge.py), so every client reads a 401/413.
 
 `serve()` checks what an operator can get wrong before anything is created, in this order: the
-port (bound here, then handed to Hypercorn as `fd://`), the PostgreSQL driver, the SQLite path,
-the database itself. Each failure is a `StartError` whose message is one line saying what to do;
-`batch-metrics serve` prints it and exits 2.
+minute budgets and success targets (answers/targets.py), the port (bound here, then handed to
+Hypercorn as `fd://`), the PostgreSQL driver, the SQLite path, the database itself. Each failure
+is a `StartError` whose message is one line saying what to do; `batch-metrics serve` prints it and
+exits 2.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from batch_metrics.endpoint.access import (
     CredentialsError,
     CredentialsFile,
     load_tokens,
+)
+from batch_metrics.endpoint.answers.targets import (
+    MINUTES_BUDGET_ENV,
+    SUCCESS_TARGET_ENV,
+    TargetError,
+    targets_from,
 )
 from batch_metrics.endpoint.app import create_app, database_target
 from batch_metrics.endpoint.body import Limits
@@ -172,6 +179,9 @@ def serve(
     limits: Limits | None = None,
     public_read: bool = False,
     stale_after: timedelta | None = None,
+    minutes_budget: str | None = None,
+    success_target: str | None = None,
+    compare_runs: bool = True,
     pool_size: int = 8,
     idle_seconds: float = IDLE_SECONDS,
     drain_seconds: float = DRAIN_SECONDS,
@@ -180,6 +190,13 @@ def serve(
     SIGHUP reloads the credentials file (which is also reloaded when it changes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     limits = limits or Limits()
+    try:  # the budgets and targets given, else their variables (answers/targets.py)
+        targets = targets_from(
+            minutes_budget or os.environ.get(MINUTES_BUDGET_ENV),
+            success_target or os.environ.get(SUCCESS_TARGET_ENV),
+        )
+    except TargetError as error:
+        raise StartError(str(error)) from None
     raise_file_limit()
     sock = bind(host, port)
     try:
@@ -210,7 +227,7 @@ def serve(
         )
     app = create_app(
         storage, tokens, credentials=credentials, limits=limits, public_read=public_read,
-        stale_after=stale_after,
+        stale_after=stale_after, targets=targets, compare_runs=compare_runs,
     )  # fmt: skip
     host_server = Host(app, sock, idle_seconds=idle_seconds, drain_seconds=drain_seconds)
 

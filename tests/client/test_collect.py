@@ -171,6 +171,7 @@ def test_failure_record_ecosystem_falls_back_to_the_package_prefix(tmp_path: Pat
         ("no-cases.xml", 0, 0, 0),
         ("pytest-junit.fail.xml", 5, 1, 1),
         ("pytest-junit.mpi.standalone.xml", 97, 0, 1),
+        ("surefire-flaky.xml", 4, 2, 0),
         ("tst-disabled.xml", 31, 20, 5),
         ("with-xml-entities.xml", 4, 2, 2),
         ("xunit-xunit.xml", 2, 0, 0),
@@ -189,8 +190,8 @@ def test_junit_from_many_runners(fixtures: Path, name: str, total: int, failed: 
 def test_every_junit_fixture_at_once(fixtures: Path) -> None:
     got = collect("junit/*.xml", fixtures)
     assert got.warnings == []
-    assert len(got.files) == 11
-    assert len(got.results) == 1 + 1 + 2 + 4 + 4 + 0 + 5 + 97 + 31 + 4 + 2
+    assert len(got.files) == 12
+    assert len(got.results) == 1 + 1 + 2 + 4 + 4 + 0 + 5 + 97 + 4 + 31 + 4 + 2
     assert got.earliest == datetime(2020, 8, 31, 9, 23, 36, 729636, UTC)  # pytest-junit.mpi.standalone.xml
 
 
@@ -309,8 +310,8 @@ def test_an_unknown_shape_is_one_warning_not_a_guess(fixtures: Path) -> None:
 
 def test_the_whole_fixture_tree(fixtures: Path) -> None:
     got = collect("**/*.jsonl\n**/*.json\n**/*.xml\n!**/schemas/**\n!tsuku/batches/**", fixtures)
-    assert len(got.files) == 9 + 1 + 1 + 11
-    assert len(got.results) == 24 + (1 + 1 + 44 + 1 + 1 + 1 + 1) + 151
+    assert len(got.files) == 9 + 1 + 1 + 12
+    assert len(got.results) == 24 + (1 + 1 + 44 + 1 + 1 + 1 + 1) + 155
     assert len(got.summaries) == 40  # tsuku/metrics/batch-runs.jsonl: run summaries are read now
     assert [w.path for w in got.warnings] == ["tsuku/queues/batch-results.json"]
 

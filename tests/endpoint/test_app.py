@@ -60,7 +60,9 @@ def test_201_with_results_stores_them_all(live: Live) -> None:
     assert response.status_code == 201
     assert response.headers["Content-Type"].startswith("application/json")
     run_id = response.json()["batch_run_id"]
-    assert response.json() == {"batch_run_id": run_id}
+    # The Worker's answer, and what changed since homebrew's previous run: it has none yet.
+    assert response.json()["changes"][0]["previous_run_id"] is None
+    assert set(response.json()) == {"batch_run_id", "changes"}
     stored = live.get(f"/batch-runs/{run_id}").json()
     assert stored["batch_id"] == "batch-1"
     assert [(r["recipe_name"], r["result"], r["platform"]) for r in stored["results"]] == [
@@ -236,7 +238,7 @@ def test_a_repeated_delivery_returns_the_stored_run(live: Live, database: str) -
     again = live.post(body, headers=key)
     assert first.status_code == 201
     assert again.status_code == 200
-    assert again.json() == {"batch_run_id": first.json()["batch_run_id"], "duplicate": True}
+    assert again.json() == {**first.json(), "duplicate": True}  # the same run, compared as it was then
     assert (count_rows(database, "batch_runs"), count_rows(database, "recipe_results")) == (1, 3)
 
 

@@ -189,7 +189,7 @@ def test_drill_down_to_a_recipe_and_to_a_run(browser: Browser, server: ServeProc
     expect(page.locator("#drill-title")).to_have_text(f"Recipe {HOSTILE} close")
     page.locator("#ecosystems-table tbody tr", has_text="homebrew").locator("a.time").click()
     expect(page.locator("#drill-title")).to_contain_text("homebrew-19")
-    by_recipe = {row[0]: row for row in cells(page, "drill-body table")}
+    by_recipe = {row[0]: row for row in cells(page, "run-failures")}
     assert set(by_recipe) == {"broken", "flaky", HOSTILE}
     # platform, stage, category (and subcategory), blocked by, message
     assert by_recipe["broken"][1:] == ["linux", "validation", "checksum", "", "sha256 mismatch"]

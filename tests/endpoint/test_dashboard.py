@@ -23,7 +23,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from batch_metrics import TOKEN_ENV
-from batch_metrics.endpoint.answers import dashboard
+from batch_metrics.endpoint.answers import dashboard, flaky
 from batch_metrics.endpoint.answers.dashboard import Window
 from batch_metrics.endpoint.answers.shapes import DashboardSummary, RecipeHistory, RunFailures
 from batch_metrics.endpoint.storage import (
@@ -108,7 +108,7 @@ def test_the_ecosystem_filter_narrows_every_panel(seeded: Storage) -> None:
     assert [(row["ecosystem"], row["name"]) for row in dashboard.failing_recipes(seeded, window)] == [
         ("cargo", "ripgrep")
     ]
-    assert dashboard.flaky_recipes(seeded, window) == []
+    assert flaky.across_runs(seeded, window) == []
 
 
 def test_daily_success_rate_and_runner_minutes(seeded: Storage) -> None:
@@ -175,13 +175,13 @@ def test_top_error_categories(seeded: Storage) -> None:
 
 
 def test_flaky_recipes_are_ranked_by_flips_and_one_change_is_not_flaky(seeded: Storage) -> None:
-    flaky = dashboard.flaky_recipes(seeded, Window(days=30, now=NOW))
+    found = flaky.across_runs(seeded, Window(days=30, now=NOW))
     # `fixed`, `ripgrep` and `react` changed once each; only `flaky` went back and forth (19 times, linux).
-    assert [(row["ecosystem"], row["recipe_name"], row["flips"], row["platforms"]) for row in flaky] == [
+    assert [(row["ecosystem"], row["recipe_name"], row["flips"], row["platforms"]) for row in found] == [
         ("homebrew", "flaky", 19, 1)
     ]
-    assert flaky[0]["last_flip_at"] == "2026-11-29T01:00:00Z"
-    assert dashboard.flaky_recipes(seeded, Window(days=7, now=NOW))[0]["flips"] == 6
+    assert found[0]["last_flip_at"] == "2026-11-29T01:00:00Z"
+    assert flaky.across_runs(seeded, Window(days=7, now=NOW))[0]["flips"] == 6
 
 
 def test_a_recipes_history_and_a_runs_failures(seeded: Storage) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch_metrics.endpoint.answers import dashboard, metrics
+from batch_metrics.endpoint.answers import dashboard, flaky, metrics
 from batch_metrics.endpoint.answers.dashboard import Window
 from batch_metrics.endpoint.answers.shapes import DashboardSummary, RunFailures
 from tests.live import Storage
@@ -178,7 +178,7 @@ def test_the_whole_summary_keeps_its_shape(storage: Storage) -> None:
         "platforms": dashboard.platforms(storage, window), "platform_days": [],
         "failing_recipes": dashboard.failing_recipes(storage, window),
         "error_categories": dashboard.error_categories(storage, window),
-        "flaky_recipes": dashboard.flaky_recipes(storage, window),
+        "flaky_recipes": flaky.across_runs(storage, window),
     })  # fmt: skip
 
 

@@ -3,8 +3,13 @@
 A testcase with `<failure>` or `<error>` is failed (category: the element's `type`, else its
 tag; an error outranks a failure), with `<skipped>` skipped, else its `status` attribute decides
 when it is a known spelling, else passed. The recipe is `classname.name` (or `name`), the
-duration `time`, the platform and ecosystem a `platform` / `ecosystem` property of the testcase
-or its suite; a suite's `system-out`/`system-err` joins the message of its only failed case.
+duration `time`, the platform a `platform` property of the testcase or its suite (the ecosystem is
+the caller's); a suite's `system-out`/`system-err` joins the message of its only failed case.
+
+Retries count in `attempts`: Surefire's `<flakyFailure>`/`<flakyError>` (failed, then passed on a
+rerun) and `<rerunFailure>`/`<rerunError>` (failed on every rerun) add one each, and a testcase
+repeated under its name in its suite (as Gradle's test-retry writes them) is one result, passed
+when any attempt passed, its durations added up.
 
 Time is linear in the file however deeply suites nest: every element costs O(1) (a
 suite's platform reaches its testcases through a table resolved once at the end, and
@@ -28,6 +33,8 @@ from batch_metrics.client.collect.rows import FileRows, brief, normalise_result
 from batch_metrics.client.collect.source import Source
 
 _XML_CHUNK = 1 << 16
+_RETRIES = frozenset(("flakyFailure", "flakyError", "rerunFailure", "rerunError"))
+_ERROR_FIELDS = ("error_category", "error_message")
 
 
 class JunitCollector:
@@ -144,6 +151,8 @@ class _JunitReader:
         self.case: dict[str, str] | None = None
         self.case_line = self.case_depth = 0
         self.problem: tuple[str, dict[str, str], _Text] | None = None
+        self.retries = 0  # <flakyFailure>, <rerunFailure> and their errors: attempts before the last
+        self.seen: dict[tuple[int, str], dict[str, Any]] = {}  # (suite, name) -> its row, for repeats
         self.skipped = False
         self.case_platform: str | None = None
         self.text: _Text | None = None
@@ -184,7 +193,7 @@ class _JunitReader:
             self._case_child(tag, attrs)
         elif tag == "testcase":
             self.case, self.case_line, self.case_depth = attrs, self.parser.CurrentLineNumber, self.depth
-            self.problem, self.skipped, self.case_platform = None, False, None
+            self.problem, self.skipped, self.case_platform, self.retries = None, False, None, 0
         elif tag == "testsuite":
             index, line = len(self.parents), self.parser.CurrentLineNumber
             self.parents.append(self.open[-1].index if self.open else -1)
@@ -198,7 +207,9 @@ class _JunitReader:
                 self.platforms[suite.index] = attrs["value"]
 
     def _case_child(self, tag: str, attrs: dict[str, str]) -> None:
-        if tag in ("failure", "error"):
+        if tag in _RETRIES and self.depth == self.case_depth + 1:
+            self.retries += 1
+        elif tag in ("failure", "error"):
             if self.problem is None or (tag == "error" and self.problem[0] == "failure"):
                 self.problem = (tag, attrs, self._keep_text())
         elif tag == "skipped":
@@ -240,8 +251,6 @@ class _JunitReader:
             row["error_category"] = problem.get("type") or tag
             message = "\n".join(part for part in (problem.get("message"), text.value().strip()) if part)
             row["error_message"] = bound_message(message, rows.limit, text.dropped) if message else None
-            self.failed += 1
-            self.last_failed = row
         elif self.skipped:
             row["result"] = "skipped"
         else:
@@ -256,11 +265,40 @@ class _JunitReader:
                 seconds = math.nan
             if 0.0 <= seconds < math.inf:  # NaN, infinities and negatives are "not given"
                 row["duration_seconds"] = seconds
+        if self.retries:
+            row["attempts"] = self.retries + 1
+        key = (self.open[-1].index if self.open else -1, row["recipe_name"])
+        first = self.seen.setdefault(key, row)
+        if first is not row:  # the same test again in its suite: another attempt of one result
+            self._another_attempt(first, row)
+            return
+        if row["result"] == "failed":
+            self.failed += 1
+            self.last_failed = row
         if self.case_platform:
             row["platform"] = self.case_platform
         elif self.open:
             self.unplaced.append((row, self.open[-1].index))
         rows.add(self.case_line, row)
+
+    def _another_attempt(self, first: dict[str, Any], again: dict[str, Any]) -> None:
+        """Fold a repeated testcase into its first row: passed when any attempt passed, else the last
+        attempt's outcome and error; attempts and durations add up."""
+        first["attempts"] = first.get("attempts", 1) + again.get("attempts", 1)
+        if "duration_seconds" in again:
+            first["duration_seconds"] = first.get("duration_seconds", 0.0) + again["duration_seconds"]
+        was_failed = first["result"] == "failed"
+        if first["result"] != "passed":
+            for name in _ERROR_FIELDS:
+                first.pop(name, None)
+            first.update({name: again[name] for name in ("result", *_ERROR_FIELDS) if name in again})
+        if first["result"] == "failed":
+            self.failed += 0 if was_failed else 1
+            self.last_failed = first
+        elif was_failed:
+            self.failed -= 1
+            if self.last_failed is first:
+                self.last_failed = None
 
     def _end_suite(self, suite: _Suite) -> None:
         """What a suite says about all its testcases: its timestamp, its log, or that it lost them."""

@@ -44,10 +44,10 @@ _GREEN = "e.failed = 0 AND e.passed > 0"
 _VALIDATED = "e.passed + e.failed > 0"
 # The most runner time one batch can report (models.MAX_MINUTES), in seconds: no stored figure beyond it is
 # a batch's, so sums leave it out (it could only come from a database filled before the limits).
-_MAX_SECONDS = MAX_MINUTES * 60
+MAX_SECONDS = MAX_MINUTES * 60
 
 
-def _within(column: str, limit: float) -> str:
+def within(column: str, limit: float) -> str:
     """`column` where it is at most `limit`, else 0 (NaN and infinities too): a term every sum can take."""
     return f"CASE WHEN {column} <= {limit!r} THEN {column} ELSE 0 END"
 
@@ -179,8 +179,8 @@ def daily(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     rows = storage.query(
         "SELECT e.ecosystem, substr(r.started_at, 1, 10) AS day, count(*) AS runs, sum(e.passed) AS passed,"
         " sum(e.failed) AS failed, sum(e.generation_failed) AS generation_failed,"
-        f" sum({_within('e.macos_minutes', MAX_MINUTES)}) AS macos_minutes,"
-        f" sum({_within('e.linux_minutes', MAX_MINUTES)}) AS linux_minutes"
+        f" sum({within('e.macos_minutes', MAX_MINUTES)}) AS macos_minutes,"
+        f" sum({within('e.linux_minutes', MAX_MINUTES)}) AS linux_minutes"
         f" FROM run_ecosystems e JOIN batch_runs r ON r.id = e.batch_run_id WHERE {where}"
         " GROUP BY e.ecosystem, substr(r.started_at, 1, 10) ORDER BY e.ecosystem, day",
         params,
@@ -197,7 +197,7 @@ def platforms(storage: SQLStorage, window: Window) -> list[dict[str, Any]]:
     where, params = window.runs("p.ecosystem")
     rows = storage.query(
         "SELECT p.ecosystem, p.platform, count(*) AS runs, sum(p.passed) AS passed, sum(p.failed) AS failed,"
-        f" sum(p.skipped) AS skipped, sum({_within('p.seconds', _MAX_SECONDS)}) AS seconds"
+        f" sum(p.skipped) AS skipped, sum({within('p.seconds', MAX_SECONDS)}) AS seconds"
         f" FROM batch_runs r JOIN run_platforms p ON p.batch_run_id = r.id WHERE {where}"
         " GROUP BY p.ecosystem, p.platform ORDER BY p.ecosystem, p.platform",
         params,
@@ -253,22 +253,6 @@ def failing_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> li
 def error_categories(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
     """The error categories with the most failed rows in the window ('' for failures without one)."""
     return _top_failures(storage, window, "run_category_failures", "error_category", limit)
-
-
-def flaky_recipes(storage: SQLStorage, window: Window, limit: int = TOP) -> list[dict[str, Any]]:
-    """Recipes whose result flipped between passed and failed on one platform at least twice in the window.
-
-    One flip is a change (a break or a fix); flaky is back and forth. Ranked by flips.
-    """
-    where, params = window.runs("x.ecosystem")
-    rows = storage.query(
-        "SELECT x.ecosystem, x.recipe_name, count(*) AS flips, count(DISTINCT x.platform) AS platforms,"
-        " max(r.started_at) AS last_flip_at FROM recipe_flips x JOIN batch_runs r ON r.id = x.batch_run_id"
-        f" WHERE {where} GROUP BY x.ecosystem, x.recipe_name HAVING count(*) >= 2"
-        " ORDER BY flips DESC, x.ecosystem, x.recipe_name LIMIT {mark}",
-        [*params, limit],
-    )
-    return [{**row, "flips": int(row["flips"]), "platforms": int(row["platforms"])} for row in rows]
 
 
 def recipe_history(storage: SQLStorage, window: Window, recipe: str) -> list[dict[str, Any]]:

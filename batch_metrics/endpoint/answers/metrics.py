@@ -1,12 +1,9 @@
 """`GET /metrics`: each ecosystem's latest batch in the Prometheus text format, via prometheus-client.
 
-Read from the database at every scrape (two small queries on the roll-ups), so any number of
-server processes answer alike and nothing is kept in memory between scrapes. Alerts this serves:
-
-    time() - batch_metrics_last_batch_timestamp_seconds > 36 * 3600   # no batch for 36 hours
-    batch_metrics_last_batch_success_rate < 0.9                        # success rate dropped
-    batch_metrics_ecosystem_stale == 1                                 # quieter than usual
-    batch_metrics_rollups_set_aside > 0                                # a batch's roll-up failed
+Read from the database at every scrape (a few small queries on the roll-ups), so any number of
+server processes answer alike and nothing is kept in memory between scrapes. The alert rules of
+`deploy/alerts.yml` read it: a success rate under its ecosystem's target, a stale ecosystem, new
+failures in the latest batch, runner minutes over the weekly budget, a roll-up set aside.
 
 The roll-up backlog comes from the same scrape: batches stored but not yet on the dashboard, and
 those among them whose roll-up failed (set aside, retried later).
@@ -14,6 +11,7 @@ those among them whose roll-up failed (set aside, retried later).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -22,10 +20,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from batch_metrics.endpoint.answers import dashboard
+from batch_metrics.endpoint.answers import changes, dashboard, flaky, speed
+from batch_metrics.endpoint.answers.targets import BUDGET_DAYS, SYSTEMS, Targets
 from batch_metrics.endpoint.storage import SQLStorage
 
 _RESULTS = ("passed", "failed", "skipped")
+MAX_FLAKY = 100_000  # every flaky recipe counts (the page shows the first few)
+_CHANGED = {
+    "new_failures": "Recipe x platform results that failed in the ecosystem's latest compared batch and "
+    "not in the one before it.",
+    "fixed": "Recipe x platform results that failed in the batch before and passed in the latest one.",
+    "still_failing": "Recipe x platform results that failed in both of the ecosystem's latest batches.",
+}
 
 
 class _LatestBatches:
@@ -93,10 +99,76 @@ class _LatestBatches:
         )
 
 
-def exposition(storage: SQLStorage, accept: str | None, stale_after: timedelta | None) -> tuple[bytes, str]:
+class _Answers:
+    """The figures the alert rules of deploy/alerts.yml compare: what changed in each ecosystem's latest
+    comparison, its success-rate target, the last 7 days' runner minutes against the weekly budgets, and
+    flaky recipes by each definition. Labels are ecosystems and operating systems only, never recipes."""
+
+    def __init__(self, storage: SQLStorage, statuses: list[dict[str, Any]], targets: Targets) -> None:
+        week = dashboard.Window(days=BUDGET_DAYS)
+        self.statuses, self.targets = statuses, targets
+        self.changes = changes.latest_counts(storage)
+        self.minutes = speed.minutes(storage, week, targets)
+        self.flaky = {
+            "across_runs": Counter(
+                row["ecosystem"] for row in flaky.across_runs(storage, week, limit=MAX_FLAKY)
+            ),
+            "within_run": Counter(
+                row["ecosystem"] for row in flaky.within_run(storage, week, limit=MAX_FLAKY)
+            ),
+        }
+
+    def collect(self) -> Iterator[Metric]:
+        for name, what in _CHANGED.items():
+            family = GaugeMetricFamily(f"batch_metrics_last_batch_{name}", what, labels=["ecosystem"])
+            for row in self.changes:
+                family.add_metric([row["ecosystem"]], int(row[name]))
+            yield family
+        target = GaugeMetricFamily(
+            "batch_metrics_success_rate_target",
+            "The success rate the ecosystem should keep (serve --success-target), 0-1.",
+            labels=["ecosystem"],
+        )
+        for status in self.statuses:
+            target.add_metric([status["ecosystem"]], self.targets.success_target(status["ecosystem"]))
+        yield target
+        spent = GaugeMetricFamily(
+            "batch_metrics_runner_time_7d_seconds",
+            "Runner time of the ecosystem's batches started in the last 7 days (their minutes), by operating "
+            "system.",
+            labels=["ecosystem", "os"],
+        )
+        for row in self.minutes["ecosystems"]:
+            for system in SYSTEMS:
+                spent.add_metric([row["ecosystem"], system], row[f"{system}_minutes"] * 60)
+        yield spent
+        budget = GaugeMetricFamily(
+            "batch_metrics_runner_weekly_budget_seconds",
+            "The operator's weekly runner-time budget (serve --minutes-budget, in minutes), by OS.",
+            labels=["os"],
+        )
+        for system, minutes in sorted(self.targets.minutes_budget.items()):
+            budget.add_metric([system], minutes * 60)
+        yield budget
+        found = GaugeMetricFamily(
+            "batch_metrics_flaky_recipes",
+            "Recipes flaky in the last 7 days: across runs (changes between passed and failed) or within a "
+            "run (passed after retries).",
+            labels=["ecosystem", "definition"],
+        )
+        for definition, counts in self.flaky.items():
+            for ecosystem, count in sorted(counts.items()):
+                found.add_metric([ecosystem, definition], count)
+        yield found
+
+
+def exposition(
+    storage: SQLStorage, accept: str | None, stale_after: timedelta | None, targets: Targets | None = None
+) -> tuple[bytes, str]:
     """The scrape's body and content type (text format, or OpenMetrics when the scraper asks for it)."""
     registry = CollectorRegistry(auto_describe=False)
     statuses = dashboard.ecosystems(storage, dashboard.Window(), stale_after)
     registry.register(_LatestBatches(statuses, storage.backlog()))
+    registry.register(_Answers(storage, statuses, targets or Targets()))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type

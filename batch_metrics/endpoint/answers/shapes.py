@@ -180,8 +180,12 @@ class FailureCount(_Answer):
 class FlakyRecipe(_Answer):
     ecosystem: str
     recipe_name: str
-    flips: int = Field(description="Changes between passed and failed on one platform, run after run.")
+    flips: int = Field(
+        description="Changes between passed and failed on one platform, run after run, in the window, since "
+        "the last time the result held for 10 runs of the ecosystem (the reset)."
+    )
     platforms: int
+    platform_names: list[str]
     last_flip_at: str
 
 

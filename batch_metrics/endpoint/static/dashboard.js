@@ -1,4 +1,4 @@
-// The dashboard: reads /api/dashboard and draws every panel. Stored text reaches the page only through
+// The dashboard: reads /api/dashboard and draws every panel (the answers' panels with answers.js). Stored text reaches the page only through
 // textContent and attribute setters, never as markup. The window, ecosystem and drill-down live in the
 // query string, so a URL can be shared. It keeps a read token only: a token the server refuses (401) or
 // finds able to upload (403) is forgotten at once.
@@ -274,8 +274,8 @@ function uploadedBy(answer) {
   return line;
 }
 
-function scrolling(head, rows) {
-  const table = el("table");
+function scrolling(head, rows, attrs) {
+  const table = el("table", null, attrs);
   table.append(el("thead"), el("tbody"));
   table.tHead.append(row(head));
   table.tBodies[0].append(...rows);
@@ -323,7 +323,8 @@ function drawRun(answer) {
         item.passed, item.failed, item.skipped, item.generation_failed]))));
   }
   if (answer.run_summary) body.push(...drawSummary(answer.run_summary, answer.unlisted));
-  body.push(failures.length ? scrolling(["recipe", "platform", "stage", "category", "blocked", "message"], failures)
+  body.push(failures.length ? scrolling(["recipe", "platform", "stage", "category", "blocked", "message"], failures,
+    { id: "run-failures" })
     : el("p", "No failures.", { class: "empty" }));
   return body;
 }
@@ -343,7 +344,9 @@ async function drawDrill(current) {
   } else {
     const answer = await api(`/api/dashboard/runs/${current.run}`);
     $("drill-title").textContent = `Run ${answer.id}: ${answer.batch_id}`;
-    $("drill-body").replaceChildren(...drawRun(answer));
+    const parts = drawRun(answer);
+    const failures = parts.pop();  // what changed, where and why come before the list of failures
+    $("drill-body").replaceChildren(...parts, ...(await runAnswers(current.run)), el("h3", "Failures"), failures);
   }
   $("drill-title").append(" ", close);
 }
@@ -370,6 +373,7 @@ async function load() {
     drawEcosystems(summary);
     drawCharts(summary);
     drawTables(summary);
+    await drawAnswers(current, summary);
     await drawDrill(current);
     if (current.recipe || current.run) $("drill-panel").scrollIntoView();
     $("status").textContent = "";

@@ -7,12 +7,12 @@ when a `postgresql://` URL is opened.
 
 from __future__ import annotations
 
-from batch_metrics.endpoint.storage.base import RESULTS_PAGE, RunFilter, SQLStorage
+from batch_metrics.endpoint.storage.base import RESULTS_PAGE, SQLStorage, Stored
 from batch_metrics.endpoint.storage.health import HealthReport, Unavailable
 from batch_metrics.endpoint.storage.migrations import MIGRATIONS
 from batch_metrics.endpoint.storage.postgres import PostgresStorage
 from batch_metrics.endpoint.storage.sqlite import SQLiteStorage
-from batch_metrics.endpoint.storage.statements import RESULT_COLUMNS, RUN_COLUMNS
+from batch_metrics.endpoint.storage.statements import RESULT_COLUMNS, RUN_COLUMNS, RunFilter
 
 __all__ = [
     "MIGRATIONS",
@@ -24,6 +24,7 @@ __all__ = [
     "RunFilter",
     "SQLStorage",
     "SQLiteStorage",
+    "Stored",
     "Unavailable",
     "is_postgres_url",
     "open_storage",

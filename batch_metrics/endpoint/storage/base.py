@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from batch_metrics.endpoint.storage import queue
+from batch_metrics.endpoint.storage.changes import Heads, compare_run, stored_changes
 from batch_metrics.endpoint.storage.health import (
     CANNOT_WRITE,
     PROBE_SECONDS,
@@ -39,15 +40,19 @@ from batch_metrics.endpoint.storage.health import (
     ProbeBusy,
     Unavailable,
 )
-from batch_metrics.endpoint.storage.migrations import DIALECT_TYPES, MIGRATIONS
+from batch_metrics.endpoint.storage.migrations import DIALECT_TYPES, MIGRATION_STEPS, MIGRATIONS
 from batch_metrics.endpoint.storage.queue import Background as _Background
 from batch_metrics.endpoint.storage.rollups import roll_up_run
 from batch_metrics.endpoint.storage.statements import (
+    BASIC_RESULT_COLUMNS,
+    KEYED_RUN,
     RESULT_PAGE,
     RUN_INSERT,
     RUN_SELECT,
     UNLISTED_INSERT,
     UNLISTED_SELECT,
+    RunFilter,
+    filter_sql,
     result_columns,
     result_rows,
     run_values,
@@ -60,9 +65,10 @@ from batch_metrics.endpoint.storage.uploaders import (
 )
 from batch_metrics.models import BatchPayload, rfc3339
 
-# Advisory lock numbers (any constants): one migrator, and one roll-up writer, at a time.
+# Advisory lock numbers (any constants): one migrator, one roll-up writer, one comparison, at a time.
 _MIGRATION_LOCK = 727270
 _ROLLUP_LOCK = 727271
+_CHANGES_LOCK = 727272
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
@@ -72,15 +78,12 @@ _CATCH_UP_PAUSE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
-class RunFilter:
-    """Filters of `GET /batch-runs`; `since`/`until` compare with `started_at` as RFC 3339 text."""
+class Stored:
+    """An upload's run id, whether its key was stored before, and its changes (None: not compared)."""
 
-    batch_id: str | None = None
-    ecosystem: str | None = None
-    since: str | None = None
-    until: str | None = None
-    before_id: int | None = None
-    limit: int = 50
+    run_id: int
+    duplicate: bool
+    changes: list[dict[str, Any]] | None
 
 
 log = logging.getLogger("batch_metrics.storage")
@@ -93,22 +96,6 @@ def _statements(script: str) -> list[str]:
 def now() -> str:
     """This moment as stored in `received_at` and `applied_at`: RFC 3339 UTC, milliseconds."""
     return rfc3339(datetime.now(UTC), milliseconds=True)
-
-
-def _filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, operator, value in (
-        ("batch_id", "=", query.batch_id),
-        ("ecosystem", "=", query.ecosystem),
-        ("started_at", ">=", query.since),
-        ("started_at", "<", query.until),
-        ("id", "<", query.before_id),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {operator} {mark}")
-            params.append(value)
-    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:
@@ -169,6 +156,7 @@ class SQLStorage(ABC):
         self._background = _Background(self._catch_up)
         self._checkup = Checkup(self._probe)
         self._reads_catch_up_after = 0.0
+        self._heads = Heads()  # the comparisons' last heads, by ecosystem (changes.py)
 
     def _catch_up(self) -> None:
         self.roll_up()
@@ -192,6 +180,8 @@ class SQLStorage(ABC):
                 if not (adopt_d1 and version == 1):
                     for statement in _statements(script.format(**DIALECT_TYPES[self.dialect])):
                         db.execute(statement)
+                    if version in MIGRATION_STEPS:
+                        MIGRATION_STEPS[version](db, self.mark)
                     applied.append(version)
                 db.execute(
                     self._sql("INSERT INTO schema_migrations VALUES ({mark}, {mark})"), (version, now())
@@ -210,25 +200,41 @@ class SQLStorage(ABC):
             raise Unavailable(reason) from error
 
     def insert_batch(
-        self, payload: BatchPayload, idempotency_key: str | None, uploader: Uploader | None = None
+        self, payload: BatchPayload, key: str | None, who: Uploader | None = None
     ) -> tuple[int, bool]:
-        """Store the run, who sent it and its results together; (run id, True) when the key was already
-        stored.
+        """`store_batch`'s run id, and True when the key was already stored."""
+        stored = self.store_batch(payload, key, who)
+        return stored.run_id, stored.duplicate
 
-        Raises `Unavailable` when the database cannot store anything now.
+    def store_batch(
+        self, payload: BatchPayload, idempotency_key: str | None, uploader: Uploader | None = None,
+        *, compare: bool = True,
+    ) -> Stored:  # fmt: skip
+        """Store the run, who sent it and its results together, compared with each of its ecosystems'
+        previous run (changes.py); a key already stored answers that run and its comparison.
+        `compare=False` only measures what the comparison costs (bench/ingest.py): the runs stored so
+        are left out of every later comparison. Raises `Unavailable` when the database cannot store now.
         """
+        try:
+            stored = self._store(payload, idempotency_key, uploader, compare)
+        except BaseException:
+            self._heads.forget()  # rolled back with the batch: the heads it moved are not the database's
+            raise
+        self._background.wake()
+        return stored
+
+    def _store(self, payload: BatchPayload, key: str | None, who: Uploader | None, compare: bool) -> Stored:
         with self._storing(), self._transaction() as db:
-            row = db.execute(self._sql(RUN_INSERT), run_values(payload, idempotency_key, now())).fetchone()
+            row = db.execute(self._sql(RUN_INSERT), run_values(payload, key, now())).fetchone()
             if row is None:
-                existing = db.execute(
-                    self._sql("SELECT id FROM batch_runs WHERE idempotency_key = {mark}"), (idempotency_key,)
-                ).fetchone()
-                return int(existing[0]), True
+                existing = db.execute(self._sql(KEYED_RUN), (key,)).fetchone()
+                run_id = int(existing[0])
+                return Stored(run_id, True, stored_changes(db, self.mark, run_id) if compare else None)
             run_id = int(row[0])
-            if uploader is not None:
-                db.execute(self._sql(UPLOADER_INSERT), uploader.values(run_id, payload.get("run_url")))
+            if who is not None:
+                db.execute(self._sql(UPLOADER_INSERT), who.values(run_id, payload.get("run_url")))
+            columns = result_columns(payload)
             if payload["results"]:
-                columns = result_columns(payload)
                 self._insert_results(db, columns, result_rows(run_id, payload, columns))
             unlisted = payload.get("unlisted")
             if unlisted:
@@ -237,9 +243,15 @@ class SQLStorage(ABC):
                      entry.get("failed") or 0, entry.get("skipped") or 0)
                     for entry in unlisted
                 ])  # fmt: skip
+            changes = None
+            if compare:
+                self._exclusive(db, _CHANGES_LOCK)  # uploads take turns: each compares with the one before
+                staged = columns != BASIC_RESULT_COLUMNS  # else no row names a stage
+                changes = compare_run(
+                    db, self.mark, run_id, payload["results"], staged=staged, heads=self._heads
+                )
             self._queue_for_rollups(db, run_id)  # a batch of no rows has its counts to roll up too
-        self._background.wake()
-        return run_id, False
+        return Stored(run_id, False, changes)
 
     def roll_up(self) -> int:
         """Add every queued batch that is due to the dashboard's roll-ups, oldest first, each in its own
@@ -256,8 +268,7 @@ class SQLStorage(ABC):
         return added
 
     def _roll_up_next(self) -> bool | None:
-        """Add the oldest due batch to the roll-ups: True, or False when it failed and was set aside;
-        None when no batch is due."""
+        """Roll up the oldest due batch: True; False when it failed (set aside); None when none is due."""
         due = now()
         with self._reader() as db:  # the usual answer, "none", without waiting for the write lock
             if db.execute(self._sql(queue.ANY_DUE), (due,)).fetchone() is None:
@@ -307,7 +318,7 @@ class SQLStorage(ABC):
 
     def list_runs(self, query: RunFilter) -> tuple[list[dict[str, Any]], int | None]:
         """Up to `limit` runs, newest first, and the cursor of the next page (None on the last)."""
-        where, params = _filter_sql(query, self.mark)
+        where, params = filter_sql(query, self.mark)
         with self._reader() as db:
             runs = _dicts(db.execute(f"{RUN_SELECT}{where} ORDER BY id DESC LIMIT {self.mark}",
                                      (*params, query.limit + 1)))  # fmt: skip

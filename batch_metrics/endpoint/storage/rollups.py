@@ -12,6 +12,7 @@ ecosystems counts under each of the six (migration 7, `ECOSYSTEM_MIGRATION`, reb
 - `run_platforms`: per run, ecosystem and platform, the validations and seconds;
 - `recipe_latest`: per ecosystem, recipe and platform, its last passed/failed validation;
 - `recipe_flips`: one row each time that result changed (passed <-> failed), for flaky recipes;
+- the roll-ups of answer_rollups.py (migration 9), added to each run after these;
 - `run_recipe_failures`, `run_category_failures`: per run and ecosystem, failed rows (of both
   stages) by recipe and by error category;
 - a partial index on the failed rows, for a run's failures.
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+
+from batch_metrics.endpoint.storage.answer_rollups import RUNS_BETWEEN, roll_up_answers
 
 GENERATION = "generation"
 _MACOS_PREFIXES = ("darwin", "macos", "osx")
@@ -206,18 +209,23 @@ _RUN_RESULTS = (
     f" WHERE batch_run_id = {{mark}} AND result IN ('passed', 'failed') AND {_VALIDATION}"
     f" GROUP BY ecosystem, recipe_name, {_PLATFORM}"
 )
-_FLIPS = (  # params: run id, run id
-    "INSERT INTO recipe_flips (batch_run_id, ecosystem, recipe_name, platform, result)"
-    " SELECT {mark}, this.ecosystem, this.recipe_name, this.platform, this.result"
-    f" FROM ({_RUN_RESULTS}) this JOIN recipe_latest latest"
+# Each change, with how many runs of its ecosystem the result it ends had lasted (answer_rollups.py).
+_FLIPS = (  # params: run id, three times
+    "INSERT INTO recipe_flips (batch_run_id, ecosystem, recipe_name, platform, result, stable_runs)"
+    " SELECT {mark}, this.ecosystem, this.recipe_name, this.platform, this.result, ("
+    + RUNS_BETWEEN.format(
+        ecosystem="this.ecosystem", since="coalesce(latest.since_run_id, 0)", until="{mark}"
+    )
+    + f") FROM ({_RUN_RESULTS}) this JOIN recipe_latest latest"
     " ON latest.ecosystem = this.ecosystem AND latest.recipe_name = this.recipe_name"
     " AND latest.platform = this.platform WHERE latest.result <> this.result"
 )
-_LATEST = (  # params: run id. `WHERE true` keeps SQLite from reading ON CONFLICT as a join.
-    "INSERT INTO recipe_latest (ecosystem, recipe_name, platform, result)"
-    f" SELECT * FROM ({_RUN_RESULTS}) this WHERE true"
-    " ON CONFLICT (ecosystem, recipe_name, platform) DO UPDATE SET result = excluded.result"
-    " WHERE recipe_latest.result <> excluded.result"
+_LATEST = (  # params: run id, twice. `WHERE true` keeps SQLite from reading ON CONFLICT as a join.
+    "INSERT INTO recipe_latest (ecosystem, recipe_name, platform, result, since_run_id)"
+    " SELECT this.ecosystem, this.recipe_name, this.platform, this.result, {mark}"
+    f" FROM ({_RUN_RESULTS}) this WHERE true"
+    " ON CONFLICT (ecosystem, recipe_name, platform) DO UPDATE SET result = excluded.result,"
+    " since_run_id = excluded.since_run_id WHERE recipe_latest.result <> excluded.result"
 )
 _INSERT_ECOSYSTEM = (
     "INSERT INTO run_ecosystems (batch_run_id, ecosystem, passed, failed, skipped, generation_failed,"
@@ -242,8 +250,9 @@ def roll_up_run(db: Any, mark: str, run_id: int, ecosystem: str) -> None:
     if platforms:
         db.cursor().executemany(_INSERT_PLATFORM.format(mark=mark), platforms)
     db.cursor().executemany(_INSERT_ECOSYSTEM.format(mark=mark), ecosystems)
-    db.execute(_FLIPS.format(mark=mark), (run_id, run_id))
-    db.execute(_LATEST.format(mark=mark), (run_id,))
+    db.execute(_FLIPS.format(mark=mark), (run_id,) * 3)
+    db.execute(_LATEST.format(mark=mark), (run_id, run_id))
+    roll_up_answers(db, mark, run_id)
 
 
 Rows = list[tuple[Any, ...]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from batch_metrics.endpoint.storage.uploaders import UPLOADER_COLUMNS, UPLOADER_JOIN
@@ -30,6 +31,7 @@ RUN_INSERT = (
     f"VALUES ({', '.join(['{mark}'] * (len(RUN_COLUMNS) + 3))}) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
+KEYED_RUN = "SELECT id FROM batch_runs WHERE idempotency_key = {mark}"  # the run a re-delivery finds
 UNLISTED_INSERT = (
     f"INSERT INTO run_unlisted ({', '.join(UNLISTED_COLUMNS)}) "
     f"VALUES ({', '.join(['{mark}'] * len(UNLISTED_COLUMNS))})"
@@ -85,3 +87,32 @@ def result_rows(run_id: int, payload: BatchPayload, columns: tuple[str, ...]) ->
 def stored_json(text: str | None) -> Any:
     """A JSON column as stored by this endpoint (a summary, a list of names), or None."""
     return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of `GET /batch-runs`; `since`/`until` compare with `started_at` as RFC 3339 text."""
+
+    batch_id: str | None = None
+    ecosystem: str | None = None
+    since: str | None = None
+    until: str | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+def filter_sql(query: RunFilter, mark: str) -> tuple[str, list[Any]]:
+    """The WHERE clause of `GET /batch-runs` and its values."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, operator, value in (
+        ("batch_id", "=", query.batch_id),
+        ("ecosystem", "=", query.ecosystem),
+        ("started_at", ">=", query.since),
+        ("started_at", "<", query.until),
+        ("id", "<", query.before_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {operator} {mark}")
+            params.append(value)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params

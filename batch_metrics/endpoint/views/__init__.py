@@ -21,6 +21,6 @@ def known_query(request: Request, known: set[str]) -> dict[str, str]:
     return query
 
 
-def json_answer(body: object) -> JSONResponse:
-    """A read's answer as JSON, kept out of shared caches: it may have been read with a token."""
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+def json_answer(body: object, status: int = 200) -> JSONResponse:
+    """An answer as JSON, kept out of shared caches: it may have been read with a token."""
+    return JSONResponse(body, status, headers={"Cache-Control": "no-store"})

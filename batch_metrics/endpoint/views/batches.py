@@ -1,7 +1,8 @@
 """The Worker-compatible API: `POST /batch-metrics`, the read API (`GET /batch-runs`, `GET /batch-runs/{id}`),
 `GET /health` and `GET /openapi.json`.
 
-Answers mirror the Worker's: 201 `{"batch_run_id": N}`, plain-text `Bad request: <field> is required`
+Answers mirror the Worker's: 201 `{"batch_run_id": N}` (with `changes`, what changed since each
+ecosystem's previous run, which the Worker lacks), plain-text `Bad request: <field> is required`
 and `Unauthorized`; `Forbidden: ...` (403) says what a valid credential may not do, such as write
 an ecosystem outside its patterns. An upload is refused from its headers before any of its body is
 read, read within the limits of body.py, validated against the wire contract in a worker thread,
@@ -17,6 +18,7 @@ import logging
 import re
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -50,6 +52,9 @@ _PAGE_QUERY = {"limit", "cursor"}
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # A JSON `\u0000` escape (an even number of backslashes before it): PostgreSQL text cannot hold NUL.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+ANSWERED_ECOSYSTEMS = 64
+ANSWERED_ENTRIES = 1000
+_LISTS = ("new_failures", "fixed", "still_failing", "new_recipes", "gone_recipes", "platforms")
 
 
 def _field_path(loc: Sequence[int | str]) -> str:
@@ -90,11 +95,29 @@ def _parse(body: bytearray) -> tuple[BatchPayload, set[str]]:
     return payload, {payload["ecosystem"], *(row["ecosystem"] for row in payload["results"])}
 
 
+def answered_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The upload's answer stays small whatever the batch (a client reads a few MiB of it at most): the
+    first ANSWERED_ECOSYSTEMS ecosystems by name, their counts whole, and ANSWERED_ENTRIES of each list
+    over all of them. The run's page (`GET /api/dashboard/runs/{id}/changes`) has what was stored."""
+    left = dict.fromkeys(_LISTS, ANSWERED_ENTRIES)
+    answered = []
+    for entry in changes[:ANSWERED_ECOSYSTEMS]:
+        trimmed = dict(entry)
+        for name in _LISTS:
+            trimmed[name] = entry[name][: left[name]]
+            left[name] -= len(trimmed[name])
+        answered.append(trimmed)
+    return answered
+
+
 class Endpoint:
     """The route handlers, sharing one storage, guard, budget and the limits."""
 
-    def __init__(self, storage: SQLStorage, guard: Guard, limits: Limits) -> None:
+    def __init__(
+        self, storage: SQLStorage, guard: Guard, limits: Limits, *, compare_runs: bool = True
+    ) -> None:
         self.storage = storage
+        self.compare_runs = compare_runs
         self.guard = guard
         self.limits = limits
         self.budget = ByteBudget(limits.max_in_flight_bytes)
@@ -134,9 +157,8 @@ class Endpoint:
                     payload, ecosystems = await run_in_threadpool(_parse, body)
                     uploader = self.guard.uploader(request, access, ecosystems)  # a 403 names the ecosystem
                     async with self.writing:
-                        run_id, duplicate = await run_in_threadpool(
-                            self.storage.insert_batch, payload, key, uploader
-                        )
+                        store = partial(self.storage.store_batch, compare=self.compare_runs)
+                        stored = await run_in_threadpool(store, payload, key, uploader)
         except BodyError as error:
             return PlainTextResponse(error.message, error.status, error.headers)
         except ClientDisconnect:
@@ -151,9 +173,13 @@ class Endpoint:
                 error.status,
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        if duplicate:
-            return JSONResponse({"batch_run_id": run_id, "duplicate": True}, 200)
-        return JSONResponse({"batch_run_id": run_id}, 201)
+        # The Worker's answer, and what changed since each ecosystem's previous run (the same re-delivered).
+        answer: dict[str, object] = {"batch_run_id": stored.run_id}
+        if stored.duplicate:
+            answer["duplicate"] = True
+        if stored.changes is not None:
+            answer["changes"] = answered_changes(stored.changes)
+        return json_answer(answer, 200 if stored.duplicate else 201)
 
     async def list_runs(self, request: Request) -> Response:
         self.guard.check_read(request)

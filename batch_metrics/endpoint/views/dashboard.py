@@ -22,16 +22,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from batch_metrics.endpoint.access import Guard
-from batch_metrics.endpoint.answers import dashboard, metrics
+from batch_metrics.endpoint.answers import dashboard, flaky, metrics
 from batch_metrics.endpoint.answers.dashboard import MAX_DAYS, Window
+from batch_metrics.endpoint.answers.targets import Targets
 from batch_metrics.endpoint.storage import SQLStorage
 from batch_metrics.endpoint.views import json_answer, known_query
 from batch_metrics.models import rfc3339
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _DIGITS = frozenset("0123456789")
-_LARGEST_ID = 2**63 - 1  # both databases' largest id; a larger one is simply not there
-_SUMMARY_QUERY = {"days", "ecosystem"}
+LARGEST_ID = 2**63 - 1  # both databases' largest id; a larger one is simply not there
+WINDOW_QUERY = {"days", "ecosystem"}
 _RECIPE_QUERY = {"days", "ecosystem", "name"}
 # The page runs only its own script and style and talks only to this server: should stored text
 # ever slip into markup, the browser still runs none of it.
@@ -44,14 +45,17 @@ _PAGE_HEADERS = {
 }
 
 
-def _window(query: dict[str, str]) -> Window:
+def window_of(query: dict[str, str]) -> Window:
+    """The window a read's `days` and `ecosystem` name (a 400 for a bad `days`)."""
     days = query.get("days", "30")
     if not (days and len(days) <= 3 and set(days) <= _DIGITS and 1 <= int(days) <= MAX_DAYS):
         raise HTTPException(400, f"Bad request: days must be a whole number from 1 to {MAX_DAYS}")
     return Window(days=int(days), ecosystem=query.get("ecosystem") or None)
 
 
-def routes(storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None = None) -> list[BaseRoute]:
+def routes(
+    storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None = None, targets: Targets | None = None
+) -> list[BaseRoute]:
     """The dashboard's routes for the endpoint's Starlette app."""
     require_read = guard.check_dashboard_read
 
@@ -60,7 +64,7 @@ def routes(storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None =
 
     def summary(request: Request) -> Response:
         can_write = require_read(request)
-        window = _window(known_query(request, _SUMMARY_QUERY))
+        window = window_of(known_query(request, WINDOW_QUERY))
         answer = json_answer({
             "days": window.days,
             "ecosystem": window.ecosystem,
@@ -72,7 +76,7 @@ def routes(storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None =
             "platform_days": dashboard.platform_days(storage, window) if window.ecosystem else [],
             "failing_recipes": dashboard.failing_recipes(storage, window),
             "error_categories": dashboard.error_categories(storage, window),
-            "flaky_recipes": dashboard.flaky_recipes(storage, window),
+            "flaky_recipes": flaky.across_runs(storage, window),
         })  # fmt: skip
         if can_write:  # the legacy mode: the page says it holds a token that can upload
             answer.headers["X-Token-Can-Write"] = "true"
@@ -84,7 +88,7 @@ def routes(storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None =
         name = query.get("name", "")
         if not name:
             raise HTTPException(400, "Bad request: name is required")
-        window = _window(query)
+        window = window_of(query)
         history = dashboard.recipe_history(storage, window, name)
         return json_answer({"recipe_name": name, "days": window.days, "history": history})
 
@@ -92,14 +96,14 @@ def routes(storage: SQLStorage, guard: Guard, *, stale_after: timedelta | None =
         require_read(request)
         known_query(request, set())
         run_id: int = request.path_params["run_id"]
-        failures = dashboard.run_failures(storage, run_id) if run_id <= _LARGEST_ID else None
+        failures = dashboard.run_failures(storage, run_id) if run_id <= LARGEST_ID else None
         if failures is None:
             raise HTTPException(404, "Not found")
         return json_answer(failures)
 
     def scrape(request: Request) -> Response:
         guard.check_read(request)  # a scraper is no browser: any token that may read
-        body, content_type = metrics.exposition(storage, request.headers.get("accept"), stale_after)
+        body, content_type = metrics.exposition(storage, request.headers.get("accept"), stale_after, targets)
         return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     return [
