@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-# The README's picture: this test makes it; `BATCH_METRICS_UPDATE_SCREENSHOT=1` writes it to docs/.
+# The README's picture: test_browser_answers.py makes it; `BATCH_METRICS_UPDATE_SCREENSHOT=1` writes it.
 README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 TOKEN = secrets.token_urlsafe(24)
 expect.set_options(timeout=20_000)  # waits, not sleeps: generous for a machine busy with other work
@@ -127,7 +127,6 @@ def test_every_panel_names_the_right_recipes_rates_and_ecosystems(
     assert page.locator("main img, main b, main script").count() == 0
     assert page.title() == "batch-metrics"
     screenshot(page, "desktop")
-    readme_screenshot(page)
     assert page.errors == []  # type: ignore[attr-defined]
 
 
@@ -138,7 +137,7 @@ def png_size(image: bytes) -> tuple[int, int]:
 
 
 def readme_screenshot(page: Page) -> None:
-    """The first screen of the seeded dashboard, as the README shows it (docs/dashboard.png)."""
+    """The first screen of a seeded dashboard, as the README shows it (docs/dashboard.png)."""
     image = page.screenshot(clip={"x": 0, "y": 0, "width": 1280, "height": 820})
     (ARTIFACTS / "dashboard-readme.png").write_bytes(image)
     if os.environ.get("BATCH_METRICS_UPDATE_SCREENSHOT") == "1":

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.answers_history import BUDGET, NIGHTS, RUN_URL, seeded_database
-from tests.endpoint.test_browser import TOKEN, browser, cells, open_dashboard, screenshot
+from tests.endpoint.test_browser import TOKEN, browser, cells, open_dashboard, readme_screenshot, screenshot
 from tests.live import ServeProcess, serve_process
 
 __all__ = ["browser"]  # the fixture, shared with test_browser.py
@@ -83,6 +83,7 @@ def test_each_answer_is_where_a_user_looks_first(browser: Browser, server: Serve
     assert slow[0][2:5] == ["llvm", "25.0 min", "25.0 min"]
     assert page.locator("#duration-chart svg path.series").count() == 2  # homebrew and pypi
     screenshot(page, "answers")
+    readme_screenshot(page)  # the first screen a newcomer sees: the regression, the minutes over budget
     assert page.errors == []  # type: ignore[attr-defined]
 
 
