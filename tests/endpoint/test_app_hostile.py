@@ -344,10 +344,10 @@ def test_a_thousand_slow_or_idle_connections_delay_nobody_and_are_closed(
 
 
 def test_serve_lifts_its_open_file_limit(tmp_path: Path) -> None:
-    """Started with the common soft limit of 1024 descriptors, `serve` raises it to the hard limit."""
+    """Started with the common soft limit of 1024 descriptors (half the hard limit where that is lower),
+    `serve` raises it to the hard limit."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard <= 1024:
-        pytest.skip(f"the hard limit here is {hard}: nothing to lift")
+    start = 1024 if hard == resource.RLIM_INFINITY or hard > 1024 else hard // 2
     env = {**os.environ, TOKEN_ENV: "t", "PYTHONUNBUFFERED": "1"}
     serve = [
         sys.executable,
@@ -359,7 +359,7 @@ def test_serve_lifts_its_open_file_limit(tmp_path: Path) -> None:
         "--db",
         str(tmp_path / "m.db"),
     ]
-    argv = ["sh", "-c", 'ulimit -Sn 1024 && exec "$@"', "sh", *serve]
+    argv = ["sh", "-c", f'ulimit -Sn {start} && exec "$@"', "sh", *serve]
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -1,5 +1,5 @@
-"""Behaviours a mutation spot-check found no test for (../shared/design/review.md, point 7): each is
-stated in the docs, and each of these tests fails when its rule is changed."""
+"""Behaviours a design review's mutation spot-check found no test for: each is stated in the docs, and
+each of these tests fails when its rule is changed."""
 
 from __future__ import annotations
 
