@@ -14,7 +14,7 @@ from pathlib import Path
 
 from batch_metrics import TOKEN_ENV
 from batch_metrics.client.upload import ROUTE, idempotency_key
-from bench.measure import PYTHON, ROOT, BenchError, clean_env, cli_command
+from bench.measure import PYTHON, ROOT, BenchError, clean_env, cli_command, stop
 
 HOST = "127.0.0.1"
 _START_TIMEOUT = 30.0
@@ -110,9 +110,4 @@ def serving(db: str, log: Path, *options: str, compare: bool = True) -> Iterator
             time.sleep(0.05)
         yield Endpoint(port, token, log, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 30)

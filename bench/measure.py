@@ -67,6 +67,16 @@ def run_process(
     return ProcessRun(float(seconds), int(peak), tail)
 
 
+def stop(process: subprocess.Popen[Any], seconds: float) -> None:
+    """End a server the benchmark started: asked to stop, then killed if it has not within `seconds`."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def cli_command() -> list[str]:
     """`batch-metrics` as installed beside this Python (the console script), else `python -m`."""
     script = Path(PYTHON).parent / "batch-metrics"

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import ROOT
+from bench.measure import ROOT, stop
 
 CADDY = Path("/usr/bin/caddy")
 SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -164,12 +164,7 @@ def private_index(work: Path, wheels: Path, seconds: float = 60) -> Iterator[Pri
         _inside(index, ["mount", "--bind", str(bundle), str(SYSTEM_BUNDLE)])
         yield index
     finally:
-        caddy.terminate()
-        try:
-            caddy.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            caddy.kill()
-            caddy.wait()
+        stop(caddy, 20)
 
 
 def _inside(index: PrivateIndex, argv: Sequence[str]) -> None:
