@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from batch_metrics.endpoint.storage import MIGRATIONS, RESULT_COLUMNS, RUN_COLUMNS, open_storage
+from batch_metrics.endpoint.storage import (
+    MIGRATIONS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    is_postgres_url,
+    open_storage,
+)
 from batch_metrics.endpoint.storage import base as storage_module
 from batch_metrics.models import BatchCreated
 from tests.answers_history import NIGHTS, batches
@@ -32,6 +38,21 @@ def payload(number: int, rows: list[dict[str, Any]], ecosystem: str = "homebrew"
 
 def pairs(entries: list[dict[str, Any]], *fields: str) -> list[tuple[Any, ...]]:
     return [(entry["recipe_name"], entry["platform"], *(entry[name] for name in fields)) for entry in entries]
+
+
+def refuse_inserts(database: str, table: str) -> None:
+    """A trigger (named `refuse`) that makes every insert into `table` fail with 'no'."""
+    if is_postgres_url(database):
+        execute_directly(
+            database,
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'no'; END $$",
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()",
+        )
+    else:
+        execute_directly(
+            database, f"CREATE TRIGGER refuse BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
 
 
 def test_the_upload_answers_what_broke_what_was_fixed_and_what_still_fails(live: Live) -> None:
@@ -143,13 +164,7 @@ def test_each_ecosystem_is_compared_with_its_own_previous_run_and_generation_doe
 
 def test_the_comparison_needs_no_rollup_even_when_every_rollup_fails(database: str, storage: Storage) -> None:
     """The previous run's roll-up set aside (a trigger makes every roll-up fail): the answer is unchanged."""
-    trap = (
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$",
-        "CREATE TRIGGER refuse BEFORE INSERT ON run_platforms FOR EACH ROW EXECUTE FUNCTION refuse()",
-    ) if database.startswith("postgresql") else (
-        "CREATE TRIGGER refuse BEFORE INSERT ON run_platforms BEGIN SELECT RAISE(ABORT, 'no'); END",
-    )  # fmt: skip
-    execute_directly(database, *trap)
+    refuse_inserts(database, "run_platforms")
     storage.insert_batch(payload(1, [row("a", "linux", "failed")]), None)  # type: ignore[arg-type]
     storage.roll_up()
     assert storage.backlog() == (1, 1)  # stored, its roll-up set aside
@@ -196,18 +211,13 @@ def test_an_upload_rolled_back_after_its_comparison_leaves_the_next_one_comparin
 ) -> None:
     """The queue refuses run 2 after it was compared: run 3 (which SQLite may give run 2's id) compares
     with run 1, as the database holds it, not with the run this process compared and lost."""
-    refuse = (
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$",
-        "CREATE TRIGGER refuse BEFORE INSERT ON rollup_queue FOR EACH ROW EXECUTE FUNCTION refuse()",
-    ) if database.startswith("postgresql") else (
-        "CREATE TRIGGER refuse BEFORE INSERT ON rollup_queue BEGIN SELECT RAISE(ABORT, 'no'); END",
-    )  # fmt: skip
     first = send(storage, 1, [row("a", "linux", "failed")])
-    execute_directly(database, *refuse)
+    refuse_inserts(database, "rollup_queue")
     with pytest.raises(Exception, match="no"):
         send(storage, 2, [row("a", "linux", "passed"), row("b", "linux", "failed")])
-    on_postgresql = database.startswith("postgresql")
-    execute_directly(database, "DROP TRIGGER refuse" + (" ON rollup_queue" if on_postgresql else ""))
+    execute_directly(
+        database, "DROP TRIGGER refuse" + (" ON rollup_queue" if is_postgres_url(database) else "")
+    )
     third = send(storage, 3, [row("a", "linux", "failed"), row("c", "linux", "passed")])
     assert third.changes is not None
     changes = third.changes[0]

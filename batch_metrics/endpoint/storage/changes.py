@@ -13,7 +13,7 @@ ecosystem, and moved on by each upload in the transaction that stores the batch:
 The names of the recipes the previous run validated are that run's own rows. The process keeps the
 last ones it compared (`Heads`, checked against the head's run on every use), so the usual upload
 reads none; after a restart, or when another process stored the previous run, they are read once
-from that run's rows (by its index, one run's worth). So comparing costs a few passes over the
+from that run's rows (by its index, one run's worth). So comparing costs one pass over the
 batch's rows in memory and writes proportional to what changed (docs/benchmarks.md has the cost
 beside the upload's). Only platform validations count (rows of the generation stage do not). The
 previous run is the one compared before this one: uploads take turns at the comparison
