@@ -33,7 +33,7 @@ from batch_metrics.endpoint.app import create_app
 from batch_metrics.endpoint.body import Limits
 from batch_metrics.endpoint.serving import Host, bind
 from batch_metrics.endpoint.storage import PostgresStorage, SQLiteStorage, is_postgres_url, open_storage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, unused_port, wait_healthy
 from tests.pg import fresh_database
 
 pytest_plugins = ["tests.pg"]
@@ -227,6 +227,26 @@ def serve_process(
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+
+
+@contextmanager
+def hypercorn_process(env: dict[str, str], log: Path, *options: str) -> Iterator[str]:
+    """`app_from_env()` under Hypercorn (the README's ASGI entry point) on a free port, with `env` added
+    to the environment and `options` to its command line; its URL once /health answers."""
+    port = unused_port()
+    argv = [sys.executable, "-m", "hypercorn", *options, "--bind", f"127.0.0.1:{port}",
+            "batch_metrics.server:app_from_env()"]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, seconds=60, alive=lambda: process.poll() is None, why=log.read_text)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 def execute_directly(database: str, *statements: str) -> None:

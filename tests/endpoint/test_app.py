@@ -33,13 +33,14 @@ from batch_metrics.endpoint.access import TOKEN_FILE_ENV, load_tokens
 from batch_metrics.endpoint.storage import PostgresStorage, RunFilter, SQLiteStorage, is_postgres_url
 from batch_metrics.endpoint.views.batches import describe_error
 from batch_metrics.models import PAYLOAD_ADAPTER
-from tests.conftest import ROOT, unused_port, wait_healthy
+from tests.conftest import ROOT
 from tests.live import (
     Live,
     Storage,
     batch,
     count_rows,
     execute_directly,
+    hypercorn_process,
     poison_results,
     running,
     serve_process,
@@ -590,24 +591,13 @@ def test_app_from_env_serves_under_hypercorn_with_several_workers(database: str,
     """The documented multi-process deployment: `hypercorn --workers 2 '...:app_from_env()'`."""
     token_file = tmp_path / "tokens"
     token_file.write_text("from-file\n", encoding="utf-8")
-    port = unused_port()
-    env = {**os.environ, "DATABASE_URL": database, TOKEN_ENV: "from-env", TOKEN_FILE_ENV: str(token_file)}
-    argv = [sys.executable, "-m", "hypercorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-            "batch_metrics.server:app_from_env()"]  # fmt: skip
-    log = tmp_path / "hypercorn.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, seconds=60, alive=lambda: process.poll() is None, why=log.read_text)
+    env = {"DATABASE_URL": database, TOKEN_ENV: "from-env", TOKEN_FILE_ENV: str(token_file)}
+    with hypercorn_process(env, tmp_path / "hypercorn.log", "--workers", "2") as url:
         statuses = [
             requests.post(f"{url}/batch-metrics", json=batch(1, batch_id=token), timeout=30,
                           headers={"Authorization": f"Bearer {token}"}).status_code
             for token in ("from-env", "from-file", "neither")
         ]  # fmt: skip
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
     assert statuses == [201, 201, 401]
     assert count_rows(database, "batch_runs") == 2
 

@@ -21,8 +21,8 @@ import requests
 
 from batch_metrics.endpoint.access import CredentialsFile, source
 from batch_metrics.endpoint.access.credentials import CredentialsError, parse_credentials, token_entry
-from tests.conftest import ROOT, unused_port, wait_healthy
-from tests.live import Storage, batch, count_rows, running, serve_process
+from tests.conftest import ROOT
+from tests.live import Storage, batch, count_rows, hypercorn_process, running, serve_process
 
 pytest_plugins = ["tests.live"]
 
@@ -336,23 +336,9 @@ def test_app_from_env_takes_the_credentials_file_from_its_variable(
     database: str, credentials_file: Path, tmp_path: Path
 ) -> None:
     """Any ASGI server: `$BATCH_METRICS_CREDENTIALS` names the file, beside `$BATCH_METRICS_TOKEN`."""
-    port = unused_port()
-    env = {**os.environ, "DATABASE_URL": database, "BATCH_METRICS_CREDENTIALS": str(credentials_file),
+    env = {"DATABASE_URL": database, "BATCH_METRICS_CREDENTIALS": str(credentials_file),
            "BATCH_METRICS_TOKEN": LEGACY}  # fmt: skip
-    argv = [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "batch_metrics.server:app_from_env()",
-    ]
-    log = tmp_path / "hypercorn.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, seconds=60, alive=lambda: process.poll() is None, why=log.read_text)
+    with hypercorn_process(env, tmp_path / "hypercorn.log") as url:
         statuses = [
             upload(url, WRITER, ecosystem="npm").status_code,
             upload(url, READER).status_code,
@@ -360,7 +346,4 @@ def test_app_from_env_takes_the_credentials_file_from_its_variable(
             read(url, "/api/dashboard", LEGACY).status_code,
             read(url, "/api/dashboard", READER).status_code,
         ]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
     assert statuses == [201, 403, 201, 403, 200]
