@@ -343,10 +343,12 @@ async function drawDrill(current) {
     $("drill-body").replaceChildren(...drawRecipe(answer));
   } else {
     const answer = await api(`/api/dashboard/runs/${current.run}`);
-    $("drill-title").textContent = `Run ${answer.id}: ${answer.batch_id}`;
     const parts = drawRun(answer);
     const failures = parts.pop();  // what changed, where and why come before the list of failures
-    $("drill-body").replaceChildren(...parts, ...(await runAnswers(current.run)), el("h3", "Failures"), failures);
+    const answers = await runAnswers(current.run);
+    // Title and body change together: never a run's title over the previous drill-down's body.
+    $("drill-title").textContent = `Run ${answer.id}: ${answer.batch_id}`;
+    $("drill-body").replaceChildren(...parts, ...answers, el("h3", "Failures"), failures);
   }
   $("drill-title").append(" ", close);
 }
